@@ -1,0 +1,437 @@
+"""``TabletopEnv``: a goal-conditioned Panda tabletop in gymnasium's goal-env convention."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pybullet
+
+from tabletop_env import objects as catalogue
+from tabletop_env.robot import ControlConfig, Panda
+from tabletop_env.sim import PhysicsConfig, Simulation
+from tabletop_env.state import (
+    IDENTITY_QUATERNION,
+    POSITION_TOLERANCE,
+    ROTATION_TOLERANCE,
+    SYMMETRY_NAMES,
+    SceneState,
+    objects_at_goal,
+    pose_at_goal,
+)
+
+ROBOT_FEATURES = 21  # tool pos (3), tool vel (3), tool rotation matrix x/y columns (6), opening + target (2), arm joints (7)
+OBJECT_FEATURES = 17  # pos (3), quat (4), lin vel (3), ang vel (3), pos - tool pos (3), finger contact (1)
+GOAL_FEATURES = 10  # goal pos (3), goal quat (4), goal pos - pos (3)
+POSE_SIZE = 7  # position (3) + quaternion (4)
+
+TABLE_HALF_EXTENTS = (0.6, 0.5, 0.02)  # metres; the top surface is at z = 0
+TABLE_CENTRE = (-0.15, 0.0)  # metres (x, y) of the table centre: the Panda stands near its -x edge
+FALL_DEPTH = 0.05  # an object this far below the table surface has fallen off (m)
+EXPLOSION_SPEED = 25.0  # m/s; faster than this means the simulation blew up
+EXPLOSION_DISTANCE = 5.0  # m from the origin
+# Angular speeds (rad/s) may be 10x the linear limit before they count as an explosion.
+_SPEED_SCALE = np.array([1.0, 1.0, 1.0, 0.1, 0.1, 0.1])
+
+
+class TabletopEnv(gym.Env):
+    """Franka Panda at a table with 1 to 8 objects; a goal is every object's pose.
+
+    Observation (``Dict``): ``observation`` (flat robot + padded objects + mask), ``achieved_goal``
+    and ``desired_goal`` ((max_objects * 7,) poses: position m, quaternion xyzw; padding slots hold
+    the identity pose), plus structured keys for an object-set network: ``robot``
+    (ROBOT_FEATURES,), ``objects`` (max_objects, OBJECT_FEATURES), ``goal``
+    (max_objects, GOAL_FEATURES) and ``mask`` (max_objects,), 1 for a real object.
+
+    Action: ``Box(-1, 1, (6,))`` = dx, dy, dz (m, scaled by ``control.max_translation``),
+    dyaw, dpitch (rad, scaled) and the finger opening (-1 closed, +1 fully open). One step is
+    ``physics.control_dt`` seconds (0.04 s by default).
+
+    Reward: 0 when every object is at its goal (``info["is_success"]``), else -1.
+
+    Args:
+        task: a :class:`~tabletop_env.tasks.Task` or registered task name; it fixes the objects,
+            the initial-state and goal distributions and the episode limit.
+        objects: the objects when no task is given (default: one block); goals are then random
+            on-table layouts unless ``reset(options={"goal": poses})`` or :meth:`set_goal` sets one.
+        max_objects: padding size of the object arrays (the same policy serves any count).
+        render_mode: None, "rgb_array" (headless TinyRenderer) or "human" (GUI).
+        max_episode_steps: truncation limit; default: the task's, else 50 per object.
+        terminate_on_success: end the episode once the goal has been held ``success_hold_steps``.
+        placement_low, placement_high: (x, y) corners of the area objects and goals are placed in (m).
+        randomise_robot: start each episode from a jittered home pose.
+    """
+
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 25}
+
+    def __init__(
+        self,
+        task: Any = None,
+        objects: Sequence[catalogue.ObjectSpec] | None = None,
+        max_objects: int = 8,
+        render_mode: str | None = None,
+        max_episode_steps: int | None = None,
+        terminate_on_success: bool = True,
+        success_hold_steps: int = 1,
+        placement_low: Sequence[float] = (-0.2, -0.25),
+        placement_high: Sequence[float] = (0.2, 0.25),
+        randomise_robot: bool = True,
+        settle_steps: int = 5,
+        physics: PhysicsConfig = PhysicsConfig(),
+        control: ControlConfig = ControlConfig(),
+    ) -> None:
+        if isinstance(task, str):
+            from tabletop_env.tasks import make_task
+
+            task = make_task(task)
+        self.task = task
+        specs = tuple(task.objects if task is not None else (objects or catalogue.blocks(1)))
+        if not 1 <= len(specs) <= max_objects:
+            raise ValueError(f"need between 1 and max_objects={max_objects} objects, got {len(specs)}")
+        if success_hold_steps < 1:
+            raise ValueError(f"success_hold_steps must be >= 1, got {success_hold_steps}")
+        self.object_specs = specs
+        self.n_objects = len(specs)
+        self.max_objects = max_objects
+        self.render_mode = render_mode
+        self.terminate_on_success = terminate_on_success
+        self.success_hold_steps = success_hold_steps
+        self.placement_low = np.asarray(placement_low, dtype=float)
+        self.placement_high = np.asarray(placement_high, dtype=float)
+        if np.any(self.placement_low >= self.placement_high):
+            raise ValueError(f"placement_low {placement_low} must be below placement_high {placement_high}")
+        self.randomise_robot = randomise_robot
+        self.settle_steps = settle_steps
+        if max_episode_steps is None:
+            max_episode_steps = task.max_episode_steps if task is not None else 50 * self.n_objects
+        self.max_episode_steps = max_episode_steps
+        self.rotation_modes = np.array([SYMMETRY_NAMES[s.symmetry] for s in specs])
+        if task is not None and getattr(task, "rotation_modes", None) is not None:
+            self.rotation_modes = np.asarray(task.rotation_modes)
+        self._modes_list = self.rotation_modes.tolist()
+        self._padded_modes = np.concatenate([self.rotation_modes, np.full(max_objects - self.n_objects, 3)])
+
+        self._physics_config, self._control_config = physics, control
+        self._build_scene()
+
+        n, m = self.n_objects, max_objects
+        flat = ROBOT_FEATURES + m * OBJECT_FEATURES + m
+        box = lambda *shape: gym.spaces.Box(-np.inf, np.inf, shape=shape, dtype=np.float32)  # noqa: E731
+        self.observation_space = gym.spaces.Dict(
+            {
+                "observation": box(flat),
+                "achieved_goal": box(m * POSE_SIZE),
+                "desired_goal": box(m * POSE_SIZE),
+                "robot": box(ROBOT_FEATURES),
+                "objects": box(m, OBJECT_FEATURES),
+                "goal": box(m, GOAL_FEATURES),
+                "mask": gym.spaces.Box(0.0, 1.0, shape=(m,), dtype=np.float32),
+            }
+        )
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(6,), dtype=np.float32)
+
+        # Goal arrays of padding slots hold the identity pose, so they always count as "at goal".
+        self._padding_poses = np.tile(np.concatenate([np.zeros(3), IDENTITY_QUATERNION]), m).astype(np.float32)
+        self._mask = np.zeros(m, dtype=np.float32)
+        self._mask[:n] = 1.0
+        self._poses = np.zeros((n, POSE_SIZE))
+        self._pose_rows: list[tuple] = [(0.0,) * POSE_SIZE] * n
+        self._velocities = np.zeros((n, 6))
+        self._tool_position = (0.0, 0.0, 0.0)
+        self.set_goal(np.tile(np.concatenate([np.zeros(3), IDENTITY_QUATERNION]), (n, 1)))
+        self._steps = 0
+        self._hold = 0
+        self._sim_error: str | None = None
+        self._rng = np.random.default_rng()
+
+    # -- scene --------------------------------------------------------------------------------
+    def _build_scene(self) -> None:
+        self.sim = Simulation(self._physics_config, self.render_mode)
+        sim = self.sim
+        sim.create_box("table", TABLE_HALF_EXTENTS, 0.0, (0.82, 0.71, 0.55, 1.0), (*TABLE_CENTRE, -TABLE_HALF_EXTENTS[2]))
+        sim.set_dynamics("table", lateralFriction=0.6)
+        self.robot = Panda(sim, self._control_config)
+        self._object_ids = []
+        rest_heights, radii = [], []
+        for i, spec in enumerate(self.object_specs):
+            body = catalogue.create(sim, f"object{i}", spec)
+            self._object_ids.append(body)
+            pybullet.resetBasePositionAndOrientation(body, (0, 0, 1), (0, 0, 0, 1), physicsClientId=sim.client)
+            low, high = pybullet.getAABB(body, physicsClientId=sim.client)
+            rest_heights.append(1.0 - low[2])
+            radii.append(0.5 * float(np.hypot(high[0] - low[0], high[1] - low[1])))
+        self.rest_heights = np.array(rest_heights)  # m from the table to the centre, default orientation
+        self.footprint_radii = np.array(radii)  # m, bound on the footprint for any yaw
+        self._object_index = {body: i for i, body in enumerate(self._object_ids)}
+
+    def close(self) -> None:
+        self.sim.close()
+
+    # -- gymnasium API ------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        """Start an episode. ``options``: ``state`` (a :class:`SceneState` to start from) and/or
+        ``goal`` ((n, 7) object poses); otherwise the task (or a random layout) draws both."""
+        super().reset(seed=seed)
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        options = options or {}
+        if self._sim_error is not None:  # a blown-up world is rebuilt from scratch
+            self.sim.close()
+            self._build_scene()
+            self._sim_error = None
+        if "state" in options:
+            self.set_state(options["state"])
+        else:
+            self.reset_robot()
+            if self.task is not None:
+                self.task.reset_scene(self, self._rng)
+            else:
+                self.set_object_poses(self.random_layout(self._rng))
+            self.settle()
+            self._steps = 0
+        if "goal" in options:
+            self.set_goal(options["goal"])
+        elif "state" not in options:
+            if self.task is not None:
+                goal = self.task.sample_goal(self, self._rng)
+                self.set_goal(goal.poses, goal.held_object)
+            else:
+                self.set_goal(self.random_layout(self._rng))
+        self._hold = 0
+        self._read_objects()
+        obs = self._observe()
+        return obs, self._info(self._at_goal())
+
+    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        action = np.asarray(action, dtype=float)
+        if action.shape != (6,):
+            raise ValueError(f"action must have shape (6,), got {action.shape}")
+        values = action.tolist()
+        if not math.isfinite(sum(values)):
+            raise ValueError(f"action contains NaN or inf: {action}")
+        if self._sim_error is not None:
+            raise RuntimeError(f"the episode ended ({self._sim_error}); call reset()")
+        self.robot.apply_action([min(max(v, -1.0), 1.0) for v in values], self._tool_position)
+        self.sim.step()
+        self._steps += 1
+        self._read_objects()
+        obs = self._observe()
+        at_goal = self._at_goal()
+        all_in = all(at_goal)
+        self._hold = self._hold + 1 if all_in else 0
+        success = self._hold >= self.success_hold_steps
+        off_table = self._off_table_list()
+        info = {
+            "is_success": success,
+            "objects_at_goal": np.array(at_goal),
+            "off_table": np.array(off_table),
+            "sim_error": self._sim_error,
+            "steps": self._steps,
+        }
+        terminated = (success and self.terminate_on_success) or any(off_table) or self._sim_error is not None
+        truncated = self._steps >= self.max_episode_steps and not terminated
+        return obs, 0.0 if all_in else -1.0, terminated, truncated, info
+
+    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
+        """Sparse reward for (..., max_objects * 7) goal arrays: 0 if all objects are at goal, else -1."""
+        shape = achieved_goal.shape[:-1]
+        achieved = achieved_goal.reshape(*shape, self.max_objects, POSE_SIZE)
+        desired = desired_goal.reshape(*shape, self.max_objects, POSE_SIZE)
+        success = objects_at_goal(achieved, desired, self._padded_modes).all(axis=-1)
+        return success.astype(np.float32) - 1.0
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode == "rgb_array":
+            return self.sim.render()
+        return None
+
+    # -- state API (used by self-play) ---------------------------------------------------------
+    def get_state(self) -> SceneState:
+        """A picklable snapshot of the scene, the goal and the episode counters."""
+        positions, velocities = self.robot.joint_state()
+        self._read_objects()
+        return SceneState(
+            robot_joints=positions,
+            robot_velocities=velocities,
+            robot_targets=np.array(self.robot.joint_targets),
+            object_poses=self._poses.copy(),
+            object_velocities=self._velocities.copy(),
+            controller=np.array(self.robot.target),
+            steps=self._steps,
+            extras={"goal": self.goal.copy(), "held": self.goal_held_object, "hold": self._hold},
+        )
+
+    def set_state(self, state: SceneState) -> None:
+        """Restore a snapshot from :meth:`get_state` exactly (same actions -> same trajectory)."""
+        if state.object_poses.shape != (self.n_objects, POSE_SIZE):
+            raise ValueError(
+                f"state has {len(state.object_poses)} objects but this env has {self.n_objects}"
+            )
+        self.robot.set_joint_state(state.robot_joints, state.robot_velocities, state.robot_targets)
+        self.robot.reset_target(state.controller)
+        c = self.sim.client
+        for body, pose, velocity in zip(self._object_ids, state.object_poses, state.object_velocities):
+            pybullet.resetBasePositionAndOrientation(body, pose[:3], pose[3:], physicsClientId=c)
+            pybullet.resetBaseVelocity(body, velocity[:3], velocity[3:], physicsClientId=c)
+        self._steps = state.steps
+        if "goal" in state.extras:
+            self.set_goal(state.extras["goal"], state.extras.get("held"))
+        self._hold = state.extras.get("hold", 0)
+        self._sim_error = None
+        self._read_objects()
+
+    def object_poses(self) -> np.ndarray:
+        """Current (n, 7) object poses: position (m), quaternion (x, y, z, w)."""
+        return self._poses.copy()
+
+    def objects_at_goal(self, goal: np.ndarray | None = None) -> np.ndarray:
+        """(n,) bool: which objects are within tolerance of ``goal`` (default: the current goal)."""
+        goal = self.goal if goal is None else goal
+        return objects_at_goal(self._poses, goal, self.rotation_modes)
+
+    def off_table(self) -> np.ndarray:
+        """(n,) bool: objects that fell below the table surface or lie beyond its edges."""
+        return np.array(self._off_table_list())
+
+    def set_goal(self, poses: np.ndarray, held_object: int | None = None) -> None:
+        """Set the goal: (n, 7) object poses. ``held_object`` marks an in-air goal (for display)."""
+        poses = np.asarray(poses, dtype=float)
+        if poses.shape != (self.n_objects, POSE_SIZE):
+            raise ValueError(f"goal must have shape ({self.n_objects}, {POSE_SIZE}), got {poses.shape}")
+        if not np.all(np.isfinite(poses)):
+            raise ValueError("goal contains NaN or inf")
+        self.goal = poses.copy()
+        self.goal_held_object = held_object
+        self._goal_rows = [tuple(row) for row in poses.tolist()]
+        self._desired_goal = self._padding_poses.copy()
+        self._desired_goal[: self.n_objects * POSE_SIZE] = poses.ravel()
+
+    @property
+    def sim_error(self) -> str | None:
+        """Why the simulation was stopped (non-finite or exploded state), else None."""
+        return self._sim_error
+
+    # -- scene helpers for tasks --------------------------------------------------------------
+    def reset_robot(self) -> None:
+        """Home pose, jittered when ``randomise_robot``; gripper open."""
+        joints = Panda.HOME.copy()
+        if self.randomise_robot:
+            joints += self._rng.uniform(-1, 1, 7) * np.array([0.15, 0.1, 0.1, 0.1, 0.1, 0.1, 0.3])
+        self.robot.reset(joints)
+
+    def set_object_poses(self, poses: np.ndarray) -> None:
+        """Teleport objects to (n, 7) poses with zero velocity."""
+        c = self.sim.client
+        for body, pose in zip(self._object_ids, np.asarray(poses, dtype=float)):
+            pybullet.resetBasePositionAndOrientation(body, pose[:3], pose[3:], physicsClientId=c)
+            pybullet.resetBaseVelocity(body, (0, 0, 0), (0, 0, 0), physicsClientId=c)
+
+    def random_layout(self, rng: np.random.Generator, indices: Sequence[int] | None = None) -> np.ndarray:
+        """(n, 7) resting poses, non-overlapping, random yaw, in the placement area.
+
+        Only objects in ``indices`` (default: all) are placed; the others keep zero poses.
+        """
+        indices = range(self.n_objects) if indices is None else list(indices)
+        xy = catalogue.sample_positions(rng, self.footprint_radii[list(indices)], self.placement_low, self.placement_high)
+        poses = np.zeros((self.n_objects, POSE_SIZE))
+        for row, i in enumerate(indices):
+            yaw = rng.uniform(-np.pi, np.pi)
+            poses[i, :3] = (*xy[row], self.rest_heights[i] + 0.001)
+            poses[i, 3:] = (0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2))
+        return poses
+
+    def settle(self) -> None:
+        """Let the objects come to rest (``settle_steps`` env steps with the arm holding still)."""
+        for _ in range(self.settle_steps):
+            self.sim.step()
+        self._read_objects()
+
+    # -- internals ----------------------------------------------------------------------------
+    # The per-step path below works on plain floats and tuples: with 1-8 objects, numpy's
+    # per-call overhead would cost more than the arithmetic (see benchmarks/env_throughput.py).
+    def _read_objects(self) -> None:
+        """Refresh object poses/velocities; flag a non-finite or blown-up simulation."""
+        c = self.sim.client
+        get_pose, get_velocity = pybullet.getBasePositionAndOrientation, pybullet.getBaseVelocity
+        poses, velocities = [], []
+        for body in self._object_ids:
+            position, orientation = get_pose(body, physicsClientId=c)
+            linear, angular = get_velocity(body, physicsClientId=c)
+            poses.append(position + orientation)
+            velocities.append(linear + angular)
+        self._pose_rows = poses
+        self._poses = np.array(poses)
+        self._velocities = np.array(velocities)
+        # One reduction each; NaN fails both comparisons, so it is caught here too.
+        extent = np.abs(self._poses).max()
+        speed = (np.abs(self._velocities) * _SPEED_SCALE).max()
+        if not (extent <= EXPLOSION_DISTANCE and speed <= EXPLOSION_SPEED):
+            finite = np.isfinite(self._poses).all() and np.isfinite(self._velocities).all()
+            self._sim_error = "simulation exploded (object too far or too fast)" if finite else "non-finite object state"
+
+    def _off_table_list(self) -> list[bool]:
+        cx, cy = TABLE_CENTRE
+        hx, hy, _ = TABLE_HALF_EXTENTS
+        return [p[2] < -FALL_DEPTH or abs(p[0] - cx) > hx or abs(p[1] - cy) > hy for p in self._pose_rows]
+
+    def _at_goal(self) -> list[bool]:
+        return [pose_at_goal(p, g, m) for p, g, m in zip(self._pose_rows, self._goal_rows, self._modes_list)]
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        c = self.sim.client
+        robot, n = self.robot, self.n_objects
+        link = pybullet.getLinkState(robot.body, Panda.TOOL_LINK, computeLinkVelocity=1, computeForwardKinematics=1, physicsClientId=c)
+        joints = pybullet.getJointStates(robot.body, Panda.MOVABLE_JOINTS, physicsClientId=c)
+        tool = link[4]
+        if not math.isfinite(sum(tool)):
+            self._sim_error = "non-finite robot state"
+            tool = (0.0, 0.0, 0.0)
+        self._tool_position = tool
+        r = pybullet.getMatrixFromQuaternion(link[5])
+        robot_features = np.array(
+            (*tool, *link[6], r[0], r[3], r[6], r[1], r[4], r[7], joints[7][0] + joints[8][0], robot.target[5],
+             joints[0][0], joints[1][0], joints[2][0], joints[3][0], joints[4][0], joints[5][0], joints[6][0]),
+            dtype=np.float32,
+        )
+        contact = [0.0] * n
+        for point in pybullet.getContactPoints(bodyA=robot.body, physicsClientId=c):
+            if point[3] in Panda.FINGER_LINKS and point[2] in self._object_index:
+                contact[self._object_index[point[2]]] = 1.0
+        tx, ty, tz = tool
+        rows, goal_rows = [], []
+        for p, v, g, touching in zip(self._pose_rows, self._velocities.tolist(), self._goal_rows, contact):
+            # Quaternions with w >= 0, so that equal rotations look equal to the network.
+            q = p[3:] if p[6] >= 0 else (-p[3], -p[4], -p[5], -p[6])
+            rows.append((*p[:3], *q, *v, p[0] - tx, p[1] - ty, p[2] - tz, touching))
+            goal_rows.append((*g, g[0] - p[0], g[1] - p[1], g[2] - p[2]))
+        objects = np.zeros((self.max_objects, OBJECT_FEATURES), dtype=np.float32)
+        objects[:n] = rows
+        goal = np.zeros((self.max_objects, GOAL_FEATURES), dtype=np.float32)
+        goal[:n] = goal_rows
+        achieved = self._padding_poses.copy()
+        achieved[: n * POSE_SIZE] = self._poses.ravel()
+        desired = self._desired_goal
+        return {
+            "observation": np.concatenate([robot_features, objects.ravel(), self._mask]),
+            "achieved_goal": achieved,
+            "desired_goal": desired.copy(),
+            "robot": robot_features,
+            "objects": objects,
+            "goal": goal,
+            "mask": self._mask.copy(),
+        }
+
+    def _info(self, at_goal) -> dict[str, Any]:
+        return {
+            "is_success": bool(all(at_goal)),
+            "objects_at_goal": np.array(at_goal),
+            "off_table": self.off_table(),
+            "sim_error": self._sim_error,
+            "steps": self._steps,
+        }
+
+
+__all__ = ["TabletopEnv", "POSITION_TOLERANCE", "ROTATION_TOLERANCE"]

@@ -1,0 +1,137 @@
+"""Franka Panda arm with parallel gripper, driven by 6-D relative gripper actions through IK."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet
+
+from tabletop_env.sim import Simulation
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """Limits of the 6-D action ``(dx, dy, dz, dyaw, dpitch, finger)`` in ``[-1, 1]``."""
+
+    max_translation: float = 0.05  # metres per step for |a| = 1
+    max_yaw: float = 0.25  # radians per step of wrist rotation
+    max_pitch: float = 0.15  # radians per step of wrist tilt
+    pitch_limit: float = 0.6  # |pitch| bound, radians away from pointing straight down
+    yaw_limit: float = 1.6  # |yaw| bound, radians (the gripper is symmetric under half-turns)
+    max_finger_opening: float = 0.08  # metres between the fingers at a = +1 (a = -1 closes)
+    # Bounds of the gripper tip target (metres, world frame), kept above the table surface.
+    workspace_low: tuple[float, float, float] = (-0.40, -0.38, 0.005)
+    workspace_high: tuple[float, float, float] = (0.32, 0.38, 0.45)
+
+
+class Panda:
+    """The Panda from ``pybullet_data``; the tool centre is the ``panda_grasptarget`` link.
+
+    The controller keeps a target pose (position xyz in m, yaw and pitch in rad, finger opening
+    in m) that each action moves; inverse kinematics turns it into joint targets for
+    position-controlled motors.
+    """
+
+    ARM_JOINTS = (0, 1, 2, 3, 4, 5, 6)
+    FINGER_JOINTS = (9, 10)
+    MOVABLE_JOINTS = ARM_JOINTS + FINGER_JOINTS
+    FINGER_LINKS = (9, 10)
+    TOOL_LINK = 11
+    HOME = np.array([0.0, -0.2, 0.0, -2.2, 0.0, 2.0, 0.785])  # joint positions, rad: gripper down
+    ARM_FORCES = (87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0)  # N m, the Panda's torque limits
+    FINGER_FORCE = 40.0  # N per finger
+    BASE_POSITION = (-0.6, 0.0, 0.0)
+    CONTROLLER_SIZE = 6  # target x, y, z, yaw, pitch, finger opening
+
+    def __init__(self, sim: Simulation, control: ControlConfig = ControlConfig()) -> None:
+        self.sim = sim
+        self.control = control
+        self.client = sim.client
+        self.body = sim.load_urdf("panda", "franka_panda/panda.urdf", self.BASE_POSITION, fixed=True)
+        for link in self.FINGER_LINKS:
+            sim.set_dynamics("panda", link, lateralFriction=1.5, spinningFriction=0.003)
+        info = [pybullet.getJointInfo(self.body, j, physicsClientId=self.client) for j in self.MOVABLE_JOINTS]
+        self.lower = np.array([i[8] for i in info])
+        self.upper = np.array([i[9] for i in info])
+        self._forces = list(self.ARM_FORCES) + [self.FINGER_FORCE] * 2
+        self._low = tuple(control.workspace_low)
+        self._high = tuple(control.workspace_high)
+        self._lower_list, self._upper_list = self.lower.tolist(), self.upper.tolist()
+        self._rest = list(self.HOME) + [0.04, 0.04]
+        self._ranges = (self.upper - self.lower).tolist()
+        self.target = [0.0] * self.CONTROLLER_SIZE  # controller state, see class docstring
+        self.joint_targets = (0.0,) * len(self.MOVABLE_JOINTS)
+
+    # -- state --------------------------------------------------------------------------------
+    def reset(self, joints: np.ndarray, finger_opening: float = 0.08) -> None:
+        """Teleport to arm joint positions (7,) with the given opening; zero velocity."""
+        positions = np.concatenate([joints, [finger_opening / 2] * 2])
+        self.set_joint_state(positions, np.zeros_like(positions), positions)
+        pos, yaw, pitch = self.tool_pose()
+        self.reset_target([*pos, yaw, pitch, finger_opening])
+
+    def set_joint_state(self, positions: np.ndarray, velocities: np.ndarray, targets: np.ndarray) -> None:
+        """Restore movable-joint positions/velocities (9,) and hold ``targets`` with the motors."""
+        for joint, q, dq in zip(self.MOVABLE_JOINTS, positions, velocities):
+            pybullet.resetJointState(self.body, joint, q, dq, physicsClientId=self.client)
+        self._command(targets)
+
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """Movable-joint positions and velocities, each (9,)."""
+        states = pybullet.getJointStates(self.body, self.MOVABLE_JOINTS, physicsClientId=self.client)
+        return np.array([s[0] for s in states]), np.array([s[1] for s in states])
+
+    def tool_pose(self) -> tuple[np.ndarray, float, float]:
+        """Tool-centre position (3,) in m, and its yaw and pitch in rad."""
+        state = pybullet.getLinkState(self.body, self.TOOL_LINK, computeForwardKinematics=1, physicsClientId=self.client)
+        _, pitch, yaw = pybullet.getEulerFromQuaternion(state[5])
+        return np.array(state[4]), yaw, pitch
+
+    # -- control ------------------------------------------------------------------------------
+    def apply_action(self, action, tool_position) -> None:
+        """Move the controller target by ``action`` (6 floats in [-1, 1]) and command the motors.
+
+        The position target stays within one maximal step of the measured tool position
+        (``tool_position``, 3 floats, m) so that a blocked arm does not wind up. Plain floats:
+        this runs every step, where small numpy arrays cost more than the arithmetic.
+        """
+        c, t = self.control, self.target
+        step = c.max_translation
+        for k in range(3):
+            value = t[k] + action[k] * step
+            value = min(max(value, tool_position[k] - step), tool_position[k] + step)
+            t[k] = min(max(value, self._low[k]), self._high[k])
+        t[3] = min(max(t[3] + action[3] * c.max_yaw, -c.yaw_limit), c.yaw_limit)
+        t[4] = min(max(t[4] + action[4] * c.max_pitch, -c.pitch_limit), c.pitch_limit)
+        t[5] = (action[5] + 1.0) * 0.5 * c.max_finger_opening
+        orientation = pybullet.getQuaternionFromEuler((np.pi, t[4], t[3]))
+        solution = pybullet.calculateInverseKinematics(
+            self.body,
+            self.TOOL_LINK,
+            t[:3],
+            orientation,
+            lowerLimits=self._lower_list,
+            upperLimits=self._upper_list,
+            jointRanges=self._ranges,
+            restPoses=self._rest,
+            maxNumIterations=2,  # per control step; the target is at most one step away
+            physicsClientId=self.client,
+        )
+        finger = t[5] * 0.5
+        self._command((*solution[:7], finger, finger))
+
+    def reset_target(self, target) -> None:
+        """Set the controller state (6 floats, see the class docstring)."""
+        self.target = [float(v) for v in target]
+
+    def _command(self, targets) -> None:
+        self.joint_targets = tuple(float(v) for v in targets)
+        pybullet.setJointMotorControlArray(
+            self.body,
+            self.MOVABLE_JOINTS,
+            pybullet.POSITION_CONTROL,
+            targetPositions=self.joint_targets,
+            forces=self._forces,
+            physicsClientId=self.client,
+        )

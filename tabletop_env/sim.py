@@ -1,0 +1,123 @@
+"""One PyBullet client per environment: physics settings, bodies by name, stepping, rendering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet
+import pybullet_data
+
+
+@dataclass(frozen=True)
+class PhysicsConfig:
+    """How the world is integrated. One env step lasts ``physics_dt * substeps`` seconds."""
+
+    physics_dt: float = 0.004  # seconds per physics step (250 Hz)
+    substeps: int = 10  # physics steps per env step: 10 x 4 ms = 40 ms, as in METHOD.md
+    solver_iterations: int = 30  # constraint-solver iterations per physics step
+    gravity: float = -9.81  # m/s^2 along z
+
+    @property
+    def control_dt(self) -> float:
+        """Simulated seconds per env step."""
+        return self.physics_dt * self.substeps
+
+
+class Simulation:
+    """A PyBullet world that addresses bodies by name, never by raw ids outside this module.
+
+    ``render_mode=None`` or ``"rgb_array"`` connects headless (DIRECT, TinyRenderer images);
+    ``"human"`` opens the GUI.
+    """
+
+    def __init__(self, physics: PhysicsConfig = PhysicsConfig(), render_mode: str | None = None) -> None:
+        if render_mode not in (None, "human", "rgb_array"):
+            raise ValueError(f"render_mode must be None, 'human' or 'rgb_array', got {render_mode!r}")
+        self.physics = physics
+        self.render_mode = render_mode
+        self.client = pybullet.connect(pybullet.GUI if render_mode == "human" else pybullet.DIRECT)
+        if self.client < 0:
+            raise RuntimeError("could not connect to PyBullet (is another GUI window already open?)")
+        pybullet.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=self.client)
+        pybullet.setGravity(0.0, 0.0, physics.gravity, physicsClientId=self.client)
+        pybullet.setPhysicsEngineParameter(
+            fixedTimeStep=physics.physics_dt,
+            numSolverIterations=physics.solver_iterations,
+            deterministicOverlappingPairs=1,  # same contact order after a state restore
+            physicsClientId=self.client,
+        )
+        if render_mode == "human":
+            pybullet.configureDebugVisualizer(pybullet.COV_ENABLE_GUI, 0, physicsClientId=self.client)
+        self.bodies: dict[str, int] = {}
+
+    # -- building ---------------------------------------------------------------------------
+    def load_urdf(self, name: str, path: str, position=(0, 0, 0), fixed: bool = False, scale: float = 1.0) -> int:
+        """Load a URDF (relative paths resolve inside ``pybullet_data``) under ``name``."""
+        body = pybullet.loadURDF(
+            path,
+            basePosition=position,
+            useFixedBase=fixed,
+            globalScaling=scale,
+            flags=pybullet.URDF_ENABLE_CACHED_GRAPHICS_SHAPES,
+            physicsClientId=self.client,
+        )
+        self.bodies[name] = body
+        return body
+
+    def create_box(
+        self,
+        name: str,
+        half_extents,
+        mass: float,
+        rgba=(0.6, 0.6, 0.6, 1.0),
+        position=(0, 0, 0),
+        extra_visuals: list[tuple[tuple, tuple, tuple]] = (),
+    ) -> int:
+        """A box body; ``extra_visuals`` adds (half_extents, offset, rgba) visual-only patches."""
+        c = self.client
+        collision = pybullet.createCollisionShape(pybullet.GEOM_BOX, halfExtents=half_extents, physicsClientId=c)
+        if extra_visuals:
+            shapes = [(half_extents, (0, 0, 0), rgba), *extra_visuals]
+            visual = pybullet.createVisualShapeArray(
+                shapeTypes=[pybullet.GEOM_BOX] * len(shapes),
+                halfExtents=[s[0] for s in shapes],
+                visualFramePositions=[s[1] for s in shapes],
+                rgbaColors=[s[2] for s in shapes],
+                physicsClientId=c,
+            )
+        else:
+            visual = pybullet.createVisualShape(pybullet.GEOM_BOX, halfExtents=half_extents, rgbaColor=rgba, physicsClientId=c)
+        body = pybullet.createMultiBody(mass, collision, visual, basePosition=position, physicsClientId=c)
+        self.bodies[name] = body
+        return body
+
+    def set_dynamics(self, name: str, link: int = -1, **kwargs) -> None:
+        """Forward to ``changeDynamics`` (friction, mass, damping, ...)."""
+        pybullet.changeDynamics(self.bodies[name], link, physicsClientId=self.client, **kwargs)
+
+    # -- stepping ---------------------------------------------------------------------------
+    def step(self) -> None:
+        """Advance one env step (``physics.substeps`` physics steps)."""
+        step, client = pybullet.stepSimulation, self.client
+        for _ in range(self.physics.substeps):
+            step(physicsClientId=client)
+
+    # -- rendering --------------------------------------------------------------------------
+    def render(self, width: int = 480, height: int = 360, target=(-0.1, 0.0, 0.05), distance: float = 1.3,
+               yaw: float = 60.0, pitch: float = -35.0) -> np.ndarray:
+        """An RGB image (height, width, 3) uint8 from an orbit camera around ``target``."""
+        c = self.client
+        view = pybullet.computeViewMatrixFromYawPitchRoll(target, distance, yaw, pitch, 0.0, 2, physicsClientId=c)
+        proj = pybullet.computeProjectionMatrixFOV(50.0, width / height, 0.05, 5.0, physicsClientId=c)
+        renderer = pybullet.ER_BULLET_HARDWARE_OPENGL if self.render_mode == "human" else pybullet.ER_TINY_RENDERER
+        _, _, rgba, _, _ = pybullet.getCameraImage(width, height, view, proj, renderer=renderer, physicsClientId=c)
+        return np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[..., :3]
+
+    def close(self) -> None:
+        if self.client >= 0:
+            try:
+                pybullet.disconnect(physicsClientId=self.client)
+            except pybullet.error:
+                pass
+            self.client = -1

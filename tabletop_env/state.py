@@ -1,0 +1,185 @@
+"""Scene snapshots and pose-error metrics.
+
+Quaternions are (x, y, z, w), PyBullet's convention. Positions are metres, angles radians.
+All metric functions are vectorised over any leading batch dimensions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: An object counts as at its goal when closer than this in position (metres) ...
+POSITION_TOLERANCE = 0.04
+#: ... and closer than this in rotation (radians), modulo its symmetry.
+ROTATION_TOLERANCE = 0.2
+
+#: Per-object rotation comparison modes (see :func:`rotation_error`).
+ROTATION_FULL = 0  # marked faces: every rotation is distinct
+ROTATION_CUBE = 1  # faces look alike: modulo the cube's 24 rotations
+ROTATION_BOX = 2  # a box with three different side lengths: modulo its 4 half-turns
+ROTATION_IGNORE = 3  # a sphere: rotation does not matter
+
+SYMMETRY_NAMES = {"none": ROTATION_FULL, "cube": ROTATION_CUBE, "box": ROTATION_BOX, "any": ROTATION_IGNORE}
+
+
+def _rotation_matrices_to_quaternions(matrices: np.ndarray) -> np.ndarray:
+    """(k, 3, 3) proper rotation matrices -> (k, 4) quaternions (x, y, z, w)."""
+    out = []
+    for m in matrices:
+        w = np.sqrt(max(0.0, 1.0 + m[0, 0] + m[1, 1] + m[2, 2])) / 2
+        x = np.sqrt(max(0.0, 1.0 + m[0, 0] - m[1, 1] - m[2, 2])) / 2
+        y = np.sqrt(max(0.0, 1.0 - m[0, 0] + m[1, 1] - m[2, 2])) / 2
+        z = np.sqrt(max(0.0, 1.0 - m[0, 0] - m[1, 1] + m[2, 2])) / 2
+        x = np.copysign(x, m[2, 1] - m[1, 2])
+        y = np.copysign(y, m[0, 2] - m[2, 0])
+        z = np.copysign(z, m[1, 0] - m[0, 1])
+        out.append([x, y, z, w])
+    return np.asarray(out)
+
+
+def _cube_symmetries() -> np.ndarray:
+    """The 24 rotations that map an axis-aligned cube onto itself, as (24, 4) quaternions."""
+    mats = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1, -1), repeat=3):
+            m = np.zeros((3, 3))
+            for row, (col, sign) in enumerate(zip(perm, signs)):
+                m[row, col] = sign
+            if np.isclose(np.linalg.det(m), 1.0):
+                mats.append(m)
+    return _rotation_matrices_to_quaternions(np.asarray(mats))
+
+
+CUBE_SYMMETRIES = _cube_symmetries()
+BOX_SYMMETRIES = np.array([[0, 0, 0, 1], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]], dtype=float)
+IDENTITY_QUATERNION = np.array([0.0, 0.0, 0.0, 1.0])
+
+
+def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product a * b of (..., 4) quaternions (x, y, z, w)."""
+    ax, ay, az, aw = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
+    bx, by, bz, bw = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
+    return np.stack(
+        [
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+            aw * bw - ax * bx - ay * by - az * bz,
+        ],
+        axis=-1,
+    )
+
+
+def quaternion_conjugate(q: np.ndarray) -> np.ndarray:
+    """Inverse of (..., 4) unit quaternions."""
+    return q * np.array([-1.0, -1.0, -1.0, 1.0])
+
+
+_SQRT_HALF = float(np.sqrt(0.5))
+
+
+def _symmetric_cos_half(abs_q: np.ndarray, modes: np.ndarray) -> np.ndarray:
+    """cos(angle / 2) of a relative rotation after its best symmetry, from |q_rel| (..., n, 4).
+
+    The 24 cube rotations as unit quaternions are the 8 with one non-zero component, the 16 with
+    four components of 1/2 and the 24 with two components of 1/sqrt(2) (up to sign), so
+    max_s |<q, s>| = max(largest |q_i|, sum |q_i| / 2, (two largest |q_i|) / sqrt(2)). The box
+    group {1, i, j, k} gives the largest |q_i|; no symmetry gives |w|.
+    """
+    ordered = np.sort(abs_q, axis=-1)
+    largest = ordered[..., 3]
+    cube = np.maximum(np.maximum(largest, abs_q.sum(axis=-1) * 0.5), (ordered[..., 3] + ordered[..., 2]) * _SQRT_HALF)
+    cos_half = np.where(modes == ROTATION_CUBE, cube, np.where(modes == ROTATION_BOX, largest, abs_q[..., 3]))
+    return np.where(modes == ROTATION_IGNORE, 1.0, cos_half)
+
+
+def rotation_error(q_achieved: np.ndarray, q_desired: np.ndarray, modes: np.ndarray) -> np.ndarray:
+    """Smallest rotation angle (radians) between two orientations, modulo each object's symmetry.
+
+    q_achieved, q_desired: (..., n, 4) unit quaternions; modes: (n,) ROTATION_* codes.
+    Returns (..., n) angles in [0, pi] (0 where rotation is ignored).
+    """
+    q_rel = quaternion_multiply(quaternion_conjugate(q_achieved), q_desired)
+    cos_half = _symmetric_cos_half(np.abs(q_rel), np.asarray(modes))
+    return 2.0 * np.arccos(np.minimum(cos_half, 1.0))
+
+
+def objects_at_goal(
+    achieved: np.ndarray,
+    desired: np.ndarray,
+    modes: np.ndarray,
+    position_tolerance: float = POSITION_TOLERANCE,
+    rotation_tolerance: float = ROTATION_TOLERANCE,
+) -> np.ndarray:
+    """Which objects are at their goal pose.
+
+    achieved, desired: (..., n, 7) poses (position xyz, quaternion xyzw). Returns (..., n) bool.
+    """
+    position_error = np.linalg.norm(achieved[..., :3] - desired[..., :3], axis=-1)
+    angle = rotation_error(achieved[..., 3:], desired[..., 3:], modes)
+    return (position_error < position_tolerance) & (angle < rotation_tolerance)
+
+
+def pose_at_goal(pose, goal, mode: int, position_tolerance: float = POSITION_TOLERANCE,
+                 rotation_tolerance: float = ROTATION_TOLERANCE) -> bool:
+    """Scalar :func:`objects_at_goal` for one object (7-sequences of floats); the simulator's
+    per-step path, where plain floats beat small numpy arrays several times over."""
+    dx, dy, dz = pose[0] - goal[0], pose[1] - goal[1], pose[2] - goal[2]
+    if dx * dx + dy * dy + dz * dz >= position_tolerance * position_tolerance:
+        return False
+    if mode == ROTATION_IGNORE:
+        return True
+    ax, ay, az, aw = pose[3], pose[4], pose[5], pose[6]
+    bx, by, bz, bw = goal[3], goal[4], goal[5], goal[6]
+    # conj(a) * b
+    q = (
+        abs(aw * bx - ax * bw - ay * bz + az * by),
+        abs(aw * by + ax * bz - ay * bw - az * bx),
+        abs(aw * bz - ax * by + ay * bx - az * bw),
+        abs(aw * bw + ax * bx + ay * by + az * bz),
+    )
+    if mode == ROTATION_FULL:
+        cos_half = q[3]
+    else:
+        ordered = sorted(q)
+        cos_half = ordered[3]
+        if mode == ROTATION_CUBE:
+            cos_half = max(cos_half, sum(q) * 0.5, (ordered[3] + ordered[2]) * _SQRT_HALF)
+    return cos_half > math.cos(rotation_tolerance / 2)
+
+
+@dataclass
+class SceneState:
+    """A picklable snapshot of everything that evolves in a scene.
+
+    Arrays are float64. ``robot_joints``/``robot_velocities``: (j,) positions (rad or m) and
+    velocities of the robot's movable joints; ``robot_targets``: (j,) motor targets;
+    ``object_poses``: (n, 7) position + quaternion; ``object_velocities``: (n, 6) linear (m/s) and
+    angular (rad/s); ``controller``: the controller's own state (target gripper pose, see
+    :class:`tabletop_env.robot.Panda`); ``steps``: env steps since reset.
+    """
+
+    robot_joints: np.ndarray
+    robot_velocities: np.ndarray
+    robot_targets: np.ndarray
+    object_poses: np.ndarray
+    object_velocities: np.ndarray
+    controller: np.ndarray
+    steps: int = 0
+    extras: dict = field(default_factory=dict)
+
+    def copy(self) -> "SceneState":
+        return SceneState(
+            self.robot_joints.copy(),
+            self.robot_velocities.copy(),
+            self.robot_targets.copy(),
+            self.object_poses.copy(),
+            self.object_velocities.copy(),
+            self.controller.copy(),
+            self.steps,
+            dict(self.extras),
+        )

@@ -1,0 +1,26 @@
+"""Thin wrappers: the discretised action space used by the self-play agents."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+
+class DiscreteActions(gym.ActionWrapper):
+    """Each of the 6 continuous action dimensions becomes ``bins`` evenly spaced values in [-1, 1].
+
+    Action space: ``MultiDiscrete([bins] * 6)``; bin k maps to ``-1 + 2 k / (bins - 1)``, so with
+    an odd number of bins the middle bin is exactly 0 (hold still).
+    """
+
+    def __init__(self, env: gym.Env, bins: int = 11) -> None:
+        super().__init__(env)
+        if bins < 2:
+            raise ValueError(f"bins must be >= 2, got {bins}")
+        self.bins = bins
+        self.values = np.linspace(-1.0, 1.0, bins)
+        dims = env.action_space.shape[0]
+        self.action_space = gym.spaces.MultiDiscrete([bins] * dims)
+
+    def action(self, action: np.ndarray) -> np.ndarray:
+        return self.values[np.asarray(action, dtype=np.int64)]
