@@ -250,10 +250,15 @@ class TabletopEnv(gym.Env):
 
     # -- state API (used by self-play) ---------------------------------------------------------
     def get_state(self) -> SceneState:
-        """A picklable snapshot of the scene, the goal and the episode counters."""
+        """A picklable snapshot of the scene, the goal and the episode counters.
+
+        The snapshot is also re-applied to the live simulation, which drops PyBullet's internal
+        caches (contact warm-starting); so continuing from here and restoring the snapshot later
+        give bit-identical trajectories.
+        """
         positions, velocities = self.robot.joint_state()
         self._read_objects()
-        return SceneState(
+        state = SceneState(
             robot_joints=positions,
             robot_velocities=velocities,
             robot_targets=np.array(self.robot.joint_targets),
@@ -263,6 +268,8 @@ class TabletopEnv(gym.Env):
             steps=self._steps,
             extras={"goal": self.goal.copy(), "held": self.goal_held_object, "hold": self._hold},
         )
+        self.set_state(state)
+        return state
 
     def set_state(self, state: SceneState) -> None:
         """Restore a snapshot from :meth:`get_state` exactly (same actions -> same trajectory)."""
@@ -281,7 +288,12 @@ class TabletopEnv(gym.Env):
             self.set_goal(state.extras["goal"], state.extras.get("held"))
         self._hold = state.extras.get("hold", 0)
         self._sim_error = None
+        self.refresh()
+
+    def refresh(self) -> dict[str, np.ndarray]:
+        """Re-read the simulator after teleporting bodies; returns the current observation."""
         self._read_objects()
+        return self._observe()
 
     def object_poses(self) -> np.ndarray:
         """Current (n, 7) object poses: position (m), quaternion (x, y, z, w)."""

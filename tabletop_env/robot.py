@@ -71,6 +71,24 @@ class Panda:
         pos, yaw, pitch = self.tool_pose()
         self.reset_target([*pos, yaw, pitch, finger_opening])
 
+    def solve_ik(self, position, yaw: float = 0.0, pitch: float = 0.0, rounds: int = 20) -> np.ndarray:
+        """Arm joints (7,) that put the tool at ``position`` (m) with ``yaw``/``pitch`` (rad).
+
+        Teleports the arm while iterating (use before an episode, not inside one).
+        """
+        orientation = pybullet.getQuaternionFromEuler((np.pi, pitch, yaw))
+        joints = self.HOME.copy()
+        for _ in range(rounds):
+            for joint, q in zip(self.ARM_JOINTS, joints):
+                pybullet.resetJointState(self.body, joint, q, physicsClientId=self.client)
+            solution = pybullet.calculateInverseKinematics(
+                self.body, self.TOOL_LINK, list(position), orientation,
+                lowerLimits=self._lower_list, upperLimits=self._upper_list, jointRanges=self._ranges,
+                restPoses=self._rest, maxNumIterations=50, physicsClientId=self.client,
+            )
+            joints = np.array(solution[:7])
+        return joints
+
     def set_joint_state(self, positions: np.ndarray, velocities: np.ndarray, targets: np.ndarray) -> None:
         """Restore movable-joint positions/velocities (9,) and hold ``targets`` with the motors."""
         for joint, q, dq in zip(self.MOVABLE_JOINTS, positions, velocities):
