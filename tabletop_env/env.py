@@ -185,6 +185,7 @@ class TabletopEnv(gym.Env):
         if "state" in options:
             self.set_state(options["state"])
         else:
+            self.sim.forget_contacts()  # a seeded reset must not depend on the last episode
             self.reset_robot()
             if self.task is not None:
                 self.task.reset_scene(self, self._rng)
@@ -252,9 +253,9 @@ class TabletopEnv(gym.Env):
     def get_state(self) -> SceneState:
         """A picklable snapshot of the scene, the goal and the episode counters.
 
-        The snapshot is also re-applied to the live simulation, which drops PyBullet's internal
-        caches (contact warm-starting); so continuing from here and restoring the snapshot later
-        give bit-identical trajectories.
+        The snapshot is also re-applied to the live simulation, which drops PyBullet's contact
+        caches (see :meth:`Simulation.forget_contacts`): continuing from here and restoring the
+        snapshot later, whatever happened in between, give bit-identical trajectories.
         """
         positions, velocities = self.robot.joint_state()
         self._read_objects()
@@ -277,6 +278,7 @@ class TabletopEnv(gym.Env):
             raise ValueError(
                 f"state has {len(state.object_poses)} objects but this env has {self.n_objects}"
             )
+        self.sim.forget_contacts()
         self.robot.set_joint_state(state.robot_joints, state.robot_velocities, state.robot_targets)
         self.robot.reset_target(state.controller)
         c = self.sim.client

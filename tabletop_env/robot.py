@@ -51,6 +51,13 @@ class Panda:
         self.body = sim.load_urdf("panda", "franka_panda/panda.urdf", self.BASE_POSITION, fixed=True)
         for link in self.FINGER_LINKS:
             sim.set_dynamics("panda", link, lateralFriction=1.5, spinningFriction=0.003)
+        # The real Panda's fingers move together (one motor); without this coupling a grasped
+        # block drifts towards the weaker finger.
+        gear = pybullet.createConstraint(
+            self.body, self.FINGER_JOINTS[0], self.body, self.FINGER_JOINTS[1], pybullet.JOINT_GEAR,
+            (1, 0, 0), (0, 0, 0), (0, 0, 0), physicsClientId=self.client,
+        )
+        pybullet.changeConstraint(gear, gearRatio=-1, erp=0.1, maxForce=50, physicsClientId=self.client)
         info = [pybullet.getJointInfo(self.body, j, physicsClientId=self.client) for j in self.MOVABLE_JOINTS]
         self.lower = np.array([i[8] for i in info])
         self.upper = np.array([i[9] for i in info])

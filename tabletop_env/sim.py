@@ -103,6 +103,23 @@ class Simulation:
         for _ in range(self.physics.substeps):
             step(physicsClientId=client)
 
+    def forget_contacts(self, static: str = "table") -> None:
+        """Drop PyBullet's cached contacts (manifolds and warm-start impulses).
+
+        Every body but ``static`` is moved far apart, collision detection runs once (no
+        dynamics), and the bodies are put back. After this, a restored state no longer depends
+        on what the world did before it, which makes state restores exact.
+        """
+        c = self.client
+        get_pose, set_pose = pybullet.getBasePositionAndOrientation, pybullet.resetBasePositionAndOrientation
+        bodies = [body for name, body in self.bodies.items() if name != static]
+        poses = [get_pose(body, physicsClientId=c) for body in bodies]
+        for k, body in enumerate(bodies):
+            set_pose(body, (100.0 + 10.0 * k, 0.0, 100.0), (0.0, 0.0, 0.0, 1.0), physicsClientId=c)
+        pybullet.performCollisionDetection(physicsClientId=c)
+        for body, (position, orientation) in zip(bodies, poses):
+            set_pose(body, position, orientation, physicsClientId=c)
+
     # -- rendering --------------------------------------------------------------------------
     def render(self, width: int = 480, height: int = 360, target=(-0.1, 0.0, 0.05), distance: float = 1.3,
                yaw: float = 60.0, pitch: float = -35.0) -> np.ndarray:

@@ -26,32 +26,23 @@ ROTATION_IGNORE = 3  # a sphere: rotation does not matter
 SYMMETRY_NAMES = {"none": ROTATION_FULL, "cube": ROTATION_CUBE, "box": ROTATION_BOX, "any": ROTATION_IGNORE}
 
 
-def _rotation_matrices_to_quaternions(matrices: np.ndarray) -> np.ndarray:
-    """(k, 3, 3) proper rotation matrices -> (k, 4) quaternions (x, y, z, w)."""
-    out = []
-    for m in matrices:
-        w = np.sqrt(max(0.0, 1.0 + m[0, 0] + m[1, 1] + m[2, 2])) / 2
-        x = np.sqrt(max(0.0, 1.0 + m[0, 0] - m[1, 1] - m[2, 2])) / 2
-        y = np.sqrt(max(0.0, 1.0 - m[0, 0] + m[1, 1] - m[2, 2])) / 2
-        z = np.sqrt(max(0.0, 1.0 - m[0, 0] - m[1, 1] + m[2, 2])) / 2
-        x = np.copysign(x, m[2, 1] - m[1, 2])
-        y = np.copysign(y, m[0, 2] - m[2, 0])
-        z = np.copysign(z, m[1, 0] - m[0, 1])
-        out.append([x, y, z, w])
-    return np.asarray(out)
-
-
 def _cube_symmetries() -> np.ndarray:
-    """The 24 rotations that map an axis-aligned cube onto itself, as (24, 4) quaternions."""
-    mats = []
-    for perm in itertools.permutations(range(3)):
-        for signs in itertools.product((1, -1), repeat=3):
-            m = np.zeros((3, 3))
-            for row, (col, sign) in enumerate(zip(perm, signs)):
-                m[row, col] = sign
-            if np.isclose(np.linalg.det(m), 1.0):
-                mats.append(m)
-    return _rotation_matrices_to_quaternions(np.asarray(mats))
+    """The 24 rotations that map an axis-aligned cube onto itself, as (24, 4) quaternions.
+
+    Up to sign they are the unit quaternions with one non-zero component (4), with four
+    components of +-1/2 (8) and with two components of +-1/sqrt(2) (12).
+    """
+    candidates = []
+    for signs in itertools.product((1.0, -1.0, 0.0), repeat=4):
+        q = np.array(signs)
+        nonzero = np.count_nonzero(q)
+        if nonzero in (1, 2, 4):
+            candidates.append(q / np.sqrt(nonzero))
+    unique: list[np.ndarray] = []
+    for q in candidates:
+        if all(abs(q @ u) < 0.99 for u in unique):
+            unique.append(q)
+    return np.asarray(unique)
 
 
 CUBE_SYMMETRIES = _cube_symmetries()

@@ -1,0 +1,4 @@
+import os
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
