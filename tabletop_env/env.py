@@ -141,7 +141,7 @@ class TabletopEnv(gym.Env):
         self._pose_rows: list[tuple] = [(0.0,) * POSE_SIZE] * n
         self._velocities = np.zeros((n, 6))
         self._tool_position = (0.0, 0.0, 0.0)
-        self.set_goal(np.tile(np.concatenate([np.zeros(3), IDENTITY_QUATERNION]), (n, 1)))
+        self.set_goal(np.tile(np.concatenate([[0.0, 0.0, -1.0], IDENTITY_QUATERNION]), (n, 1)))
         self._steps = 0
         self._hold = 0
         self._sim_error: str | None = None
@@ -166,6 +166,14 @@ class TabletopEnv(gym.Env):
         self.rest_heights = np.array(rest_heights)  # m from the table to the centre, default orientation
         self.footprint_radii = np.array(radii)  # m, bound on the footprint for any yaw
         self._object_index = {body: i for i, body in enumerate(self._object_ids)}
+        # Translucent goal markers, only when rendering: they have no collision shape.
+        self._goal_markers = []
+        if self.render_mode is not None:
+            for spec, height in zip(self.object_specs, rest_heights):
+                rgba = (*catalogue.COLOURS.get(spec.colour, (0.5, 0.5, 0.5, 1))[:3], 0.35)
+                half = catalogue.BLOCK_SIZE / 2 if "block" in spec.kind else height
+                # smaller than the object: TinyRenderer ignores alpha, so size tells them apart
+                self._goal_markers.append(sim.create_marker((0.5 * half,) * 3, rgba))
 
     def close(self) -> None:
         self.sim.close()
@@ -322,6 +330,8 @@ class TabletopEnv(gym.Env):
         self._goal_rows = [tuple(row) for row in poses.tolist()]
         self._desired_goal = self._padding_poses.copy()
         self._desired_goal[: self.n_objects * POSE_SIZE] = poses.ravel()
+        for marker, pose in zip(self._goal_markers, poses):
+            pybullet.resetBasePositionAndOrientation(marker, pose[:3], pose[3:], physicsClientId=self.sim.client)
 
     @property
     def sim_error(self) -> str | None:

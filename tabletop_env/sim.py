@@ -92,6 +92,11 @@ class Simulation:
         self.bodies[name] = body
         return body
 
+    def create_marker(self, half_extents, rgba) -> int:
+        """A visual-only box (no collision, no mass) for showing goals; not a named body."""
+        visual = pybullet.createVisualShape(pybullet.GEOM_BOX, halfExtents=half_extents, rgbaColor=rgba, physicsClientId=self.client)
+        return pybullet.createMultiBody(0.0, -1, visual, basePosition=(0, 0, -1), physicsClientId=self.client)
+
     def set_dynamics(self, name: str, link: int = -1, **kwargs) -> None:
         """Forward to ``changeDynamics`` (friction, mass, damping, ...)."""
         pybullet.changeDynamics(self.bodies[name], link, physicsClientId=self.client, **kwargs)
@@ -121,8 +126,8 @@ class Simulation:
             set_pose(body, position, orientation, physicsClientId=c)
 
     # -- rendering --------------------------------------------------------------------------
-    def render(self, width: int = 480, height: int = 360, target=(-0.1, 0.0, 0.05), distance: float = 1.3,
-               yaw: float = 60.0, pitch: float = -35.0) -> np.ndarray:
+    def render(self, width: int = 480, height: int = 360, target=(-0.25, 0.0, 0.15), distance: float = 1.45,
+               yaw: float = 55.0, pitch: float = -32.0) -> np.ndarray:
         """An RGB image (height, width, 3) uint8 from an orbit camera around ``target``."""
         c = self.client
         view = pybullet.computeViewMatrixFromYawPitchRoll(target, distance, yaw, pitch, 0.0, 2, physicsClientId=c)

@@ -1,0 +1,35 @@
+# Two commands on a fresh machine (Python 3.11): `make train` (the main job) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+
+.PHONY: setup train demo test test-all bench clean
+
+setup: $(VENV)/.installed
+
+# constraints.txt pins torch's CPU build for machines without a GPU (see README).
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+# The main job. Until the self-play trainer lands it is the random-action simulator demo.
+train: setup
+	WANDB_ERROR_REPORTING=false $(BIN)/python -m tabletop_env.demo $(ARGS)
+
+demo: train
+
+test: setup
+	$(BIN)/python -m pytest -q $(ARGS)
+
+test-all: setup
+	$(BIN)/python -m pytest -q -m "slow or not slow" $(ARGS)
+
+bench: setup
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,bench]"
+	$(BIN)/python benchmarks/env_throughput.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) *.egg-info
