@@ -96,6 +96,15 @@ def env_runner(env) -> Callable[[int], float]:
     return run
 
 
+def wrapper_names(env) -> str:
+    """The gymnasium wrappers around ``env``, outermost first."""
+    names = []
+    while isinstance(env, gymnasium.Wrapper):
+        names.append(type(env).__name__)
+        env = env.env
+    return ", ".join(names) or "none"
+
+
 class TabletopPair:
     """``TabletopEnv`` used directly, and its raw bound replaying the very same trajectory.
 
@@ -229,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     wrapped_rate = median["gym.make Tabletop/Push1-v0"]
     lines += [
         "",
-        f"`gymnasium.make(\"Tabletop/Push1-v0\")` (default wrappers: TimeLimit, OrderEnforcing, "
-        f"PassiveEnvChecker): {wrapped_rate:.0f} steps/s, "
+        f"`gymnasium.make(\"Tabletop/Push1-v0\")` (wrappers: {wrapper_names(wrapped)}): "
+        f"{wrapped_rate:.0f} steps/s, "
         f"{100 * (paired('gym.make Tabletop/Push1-v0', 'tabletop-1') - 1):+.1f} % against the direct env, "
         f"{paired('gym.make Tabletop/Push1-v0', 'PandaPush-v3'):.2f}x PandaPush-v3.",
         "",

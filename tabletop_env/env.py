@@ -34,7 +34,7 @@ FALL_DEPTH = 0.05  # an object this far below the table surface has fallen off (
 EXPLOSION_SPEED = 25.0  # m/s; faster than this means the simulation blew up
 EXPLOSION_DISTANCE = 5.0  # m from the origin
 # Angular speeds (rad/s) may be 10x the linear limit before they count as an explosion.
-_SPEED_SCALE = np.array([1.0, 1.0, 1.0, 0.1, 0.1, 0.1])
+_ANGULAR_SPEED_SCALE = 0.1
 
 
 class TabletopEnv(gym.Env):
@@ -79,7 +79,7 @@ class TabletopEnv(gym.Env):
         placement_low: Sequence[float] = (-0.2, -0.25),
         placement_high: Sequence[float] = (0.2, 0.25),
         randomise_robot: bool = True,
-        settle_steps: int = 5,
+        settle_steps: int = 3,
         physics: PhysicsConfig = PhysicsConfig(),
         control: ControlConfig = ControlConfig(),
     ) -> None:
@@ -133,13 +133,22 @@ class TabletopEnv(gym.Env):
         )
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(6,), dtype=np.float32)
 
+        # One buffer per observation: [robot | objects | mask | achieved | desired | goal].
+        sizes = [("robot", ROBOT_FEATURES), ("objects", m * OBJECT_FEATURES), ("mask", m),
+                 ("achieved_goal", m * POSE_SIZE), ("desired_goal", m * POSE_SIZE), ("goal", m * GOAL_FEATURES)]
+        self._obs_slices, start = {}, 0
+        for key, size in sizes:
+            self._obs_slices[key] = slice(start, start + size)
+            start += size
+        self._obs_slices["observation"] = slice(0, flat)
+        self._obs_template = np.zeros(start, dtype=np.float32)
+        template = self._views(self._obs_template)
+        template["mask"][:n] = 1.0
         # Goal arrays of padding slots hold the identity pose, so they always count as "at goal".
-        self._padding_poses = np.tile(np.concatenate([np.zeros(3), IDENTITY_QUATERNION]), m).astype(np.float32)
-        self._mask = np.zeros(m, dtype=np.float32)
-        self._mask[:n] = 1.0
-        self._poses = np.zeros((n, POSE_SIZE))
+        template["achieved_goal"].reshape(m, POSE_SIZE)[:, 3:] = IDENTITY_QUATERNION
+        template["desired_goal"].reshape(m, POSE_SIZE)[:, 3:] = IDENTITY_QUATERNION
         self._pose_rows: list[tuple] = [(0.0,) * POSE_SIZE] * n
-        self._velocities = np.zeros((n, 6))
+        self._velocity_rows: list[tuple] = [(0.0,) * 6] * n
         self._tool_position = (0.0, 0.0, 0.0)
         self.set_goal(np.tile(np.concatenate([[0.0, 0.0, -1.0], IDENTITY_QUATERNION]), (n, 1)))
         self._steps = 0
@@ -235,8 +244,8 @@ class TabletopEnv(gym.Env):
         off_table = self._off_table_list()
         info = {
             "is_success": success,
-            "objects_at_goal": np.array(at_goal),
-            "off_table": np.array(off_table),
+            "objects_at_goal": np.array(at_goal, dtype=bool),
+            "off_table": np.array(off_table, dtype=bool),
             "sim_error": self._sim_error,
             "steps": self._steps,
         }
@@ -328,8 +337,9 @@ class TabletopEnv(gym.Env):
         self.goal = poses.copy()
         self.goal_held_object = held_object
         self._goal_rows = [tuple(row) for row in poses.tolist()]
-        self._desired_goal = self._padding_poses.copy()
-        self._desired_goal[: self.n_objects * POSE_SIZE] = poses.ravel()
+        template = self._views(self._obs_template)
+        template["desired_goal"][: self.n_objects * POSE_SIZE] = poses.ravel()
+        template["goal"][: self.n_objects, :POSE_SIZE] = poses
         for marker, pose in zip(self._goal_markers, poses):
             pybullet.resetBasePositionAndOrientation(marker, pose[:3], pose[3:], physicsClientId=self.sim.client)
 
@@ -381,20 +391,31 @@ class TabletopEnv(gym.Env):
         c = self.sim.client
         get_pose, get_velocity = pybullet.getBasePositionAndOrientation, pybullet.getBaseVelocity
         poses, velocities = [], []
+        extent = speed = 0.0
+        finite = True
         for body in self._object_ids:
             position, orientation = get_pose(body, physicsClientId=c)
             linear, angular = get_velocity(body, physicsClientId=c)
-            poses.append(position + orientation)
-            velocities.append(linear + angular)
-        self._pose_rows = poses
-        self._poses = np.array(poses)
-        self._velocities = np.array(velocities)
-        # One reduction each; NaN fails both comparisons, so it is caught here too.
-        extent = np.abs(self._poses).max()
-        speed = (np.abs(self._velocities) * _SPEED_SCALE).max()
-        if not (extent <= EXPLOSION_DISTANCE and speed <= EXPLOSION_SPEED):
-            finite = np.isfinite(self._poses).all() and np.isfinite(self._velocities).all()
-            self._sim_error = "simulation exploded (object too far or too fast)" if finite else "non-finite object state"
+            pose, velocity = position + orientation, linear + angular
+            poses.append(pose)
+            velocities.append(velocity)
+            finite = finite and math.isfinite(sum(pose) + sum(velocity))
+            extent = max(extent, abs(position[0]), abs(position[1]), abs(position[2]))
+            speed = max(speed, abs(linear[0]), abs(linear[1]), abs(linear[2]),
+                        _ANGULAR_SPEED_SCALE * max(abs(angular[0]), abs(angular[1]), abs(angular[2])))
+        self._pose_rows, self._velocity_rows = poses, velocities
+        if not finite:
+            self._sim_error = "non-finite object state"
+        elif extent > EXPLOSION_DISTANCE or speed > EXPLOSION_SPEED:
+            self._sim_error = "simulation exploded (object too far or too fast)"
+
+    @property
+    def _poses(self) -> np.ndarray:
+        return np.array(self._pose_rows)
+
+    @property
+    def _velocities(self) -> np.ndarray:
+        return np.array(self._velocity_rows)
 
     def _off_table_list(self) -> list[bool]:
         cx, cy = TABLE_CENTRE
@@ -405,6 +426,9 @@ class TabletopEnv(gym.Env):
         return [pose_at_goal(p, g, m) for p, g, m in zip(self._pose_rows, self._goal_rows, self._modes_list)]
 
     def _observe(self) -> dict[str, np.ndarray]:
+        """The observation dict: views into one fresh float32 buffer laid out as
+        [robot | objects | mask | achieved_goal | desired_goal | goal], filled from a template
+        that already holds the mask, the padding poses and the goal poses (see :meth:`set_goal`)."""
         c = self.sim.client
         robot, n = self.robot, self.n_objects
         link = pybullet.getLinkState(robot.body, Panda.TOOL_LINK, computeLinkVelocity=1, computeForwardKinematics=1, physicsClientId=c)
@@ -415,37 +439,39 @@ class TabletopEnv(gym.Env):
             tool = (0.0, 0.0, 0.0)
         self._tool_position = tool
         r = pybullet.getMatrixFromQuaternion(link[5])
-        robot_features = np.array(
-            (*tool, *link[6], r[0], r[3], r[6], r[1], r[4], r[7], joints[7][0] + joints[8][0], robot.target[5],
-             joints[0][0], joints[1][0], joints[2][0], joints[3][0], joints[4][0], joints[5][0], joints[6][0]),
-            dtype=np.float32,
-        )
         contact = [0.0] * n
         for point in pybullet.getContactPoints(bodyA=robot.body, physicsClientId=c):
             if point[3] in Panda.FINGER_LINKS and point[2] in self._object_index:
                 contact[self._object_index[point[2]]] = 1.0
         tx, ty, tz = tool
-        rows, goal_rows = [], []
-        for p, v, g, touching in zip(self._pose_rows, self._velocities.tolist(), self._goal_rows, contact):
+        rows, differences = [], []
+        for p, v, g, touching in zip(self._pose_rows, self._velocity_rows, self._goal_rows, contact):
             # Quaternions with w >= 0, so that equal rotations look equal to the network.
             q = p[3:] if p[6] >= 0 else (-p[3], -p[4], -p[5], -p[6])
             rows.append((*p[:3], *q, *v, p[0] - tx, p[1] - ty, p[2] - tz, touching))
-            goal_rows.append((*g, g[0] - p[0], g[1] - p[1], g[2] - p[2]))
-        objects = np.zeros((self.max_objects, OBJECT_FEATURES), dtype=np.float32)
-        objects[:n] = rows
-        goal = np.zeros((self.max_objects, GOAL_FEATURES), dtype=np.float32)
-        goal[:n] = goal_rows
-        achieved = self._padding_poses.copy()
-        achieved[: n * POSE_SIZE] = self._poses.ravel()
-        desired = self._desired_goal
+            differences.append((g[0] - p[0], g[1] - p[1], g[2] - p[2]))
+        buffer = self._obs_template.copy()
+        views = self._views(buffer)
+        views["robot"][:] = (*tool, *link[6], r[0], r[3], r[6], r[1], r[4], r[7], joints[7][0] + joints[8][0],
+                             robot.target[5], joints[0][0], joints[1][0], joints[2][0], joints[3][0], joints[4][0],
+                             joints[5][0], joints[6][0])
+        views["objects"][:n] = rows
+        views["achieved_goal"][: n * POSE_SIZE].reshape(n, POSE_SIZE)[:] = self._pose_rows
+        views["goal"][:n, POSE_SIZE:] = differences
+        return views
+
+    def _views(self, buffer: np.ndarray) -> dict[str, np.ndarray]:
+        """Named views into an observation buffer (see :meth:`_observe`)."""
+        m = self.max_objects
+        s = self._obs_slices
         return {
-            "observation": np.concatenate([robot_features, objects.ravel(), self._mask]),
-            "achieved_goal": achieved,
-            "desired_goal": desired.copy(),
-            "robot": robot_features,
-            "objects": objects,
-            "goal": goal,
-            "mask": self._mask.copy(),
+            "observation": buffer[s["observation"]],
+            "achieved_goal": buffer[s["achieved_goal"]],
+            "desired_goal": buffer[s["desired_goal"]],
+            "robot": buffer[s["robot"]],
+            "objects": buffer[s["objects"]].reshape(m, OBJECT_FEATURES),
+            "goal": buffer[s["goal"]].reshape(m, GOAL_FEATURES),
+            "mask": buffer[s["mask"]],
         }
 
     def _info(self, at_goal) -> dict[str, Any]:

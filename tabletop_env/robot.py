@@ -100,7 +100,7 @@ class Panda:
         """Restore movable-joint positions/velocities (9,) and hold ``targets`` with the motors."""
         for joint, q, dq in zip(self.MOVABLE_JOINTS, positions, velocities):
             pybullet.resetJointState(self.body, joint, q, dq, physicsClientId=self.client)
-        self._command(targets)
+        self._command(tuple(float(v) for v in targets))
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
         """Movable-joint positions and velocities, each (9,)."""
@@ -140,7 +140,7 @@ class Panda:
             upperLimits=self._upper_list,
             jointRanges=self._ranges,
             restPoses=self._rest,
-            maxNumIterations=2,  # per control step; the target is at most one step away
+            maxNumIterations=1,  # re-solved every step; the target is at most one step away
             physicsClientId=self.client,
         )
         finger = t[5] * 0.5
@@ -150,8 +150,8 @@ class Panda:
         """Set the controller state (6 floats, see the class docstring)."""
         self.target = [float(v) for v in target]
 
-    def _command(self, targets) -> None:
-        self.joint_targets = tuple(float(v) for v in targets)
+    def _command(self, targets: tuple[float, ...]) -> None:
+        self.joint_targets = targets
         pybullet.setJointMotorControlArray(
             self.body,
             self.MOVABLE_JOINTS,
