@@ -1,0 +1,90 @@
+"""Alice Behavioural Cloning (METHOD.md section 4): relabelled demonstrations and the clipped loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch as th
+
+from tabletop_env.env import POSE_SIZE
+
+
+def relabel(observations: dict[str, np.ndarray], goal: np.ndarray) -> dict[str, np.ndarray]:
+    """Alice's observations (dict of (T, ...) arrays) as Bob would see them with goal ``goal``.
+
+    ``goal`` is (n, 7): the object poses Alice left. Bob's goal features are computed from each
+    state exactly as the simulator computes them in Bob's own rollouts: per object the goal pose
+    and the goal position minus the current position (float32, padded), the flat
+    ``desired_goal``, and ``phase`` = 1 (Bob's turn).
+    """
+    n = len(goal)
+    out = dict(observations)
+    steps = len(observations["objects"])
+    goal32 = goal.astype(np.float64)
+    goal_features = np.zeros(observations["goal"].shape, dtype=np.float32)
+    goal_features[:, :n, :POSE_SIZE] = goal32
+    positions = observations["objects"][:, :n, :3].astype(np.float64)
+    goal_features[:, :n, POSE_SIZE:] = goal32[None, :, :3] - positions
+    out["goal"] = goal_features
+    desired = observations["achieved_goal"].copy()
+    desired[:, : n * POSE_SIZE] = goal32.ravel()
+    # padding slots: identity poses, as the simulator writes them
+    desired[:, n * POSE_SIZE :] = observations["achieved_goal"][:, n * POSE_SIZE :]
+    out["desired_goal"] = desired
+    if "phase" in observations:
+        out["phase"] = np.ones((steps, 1), dtype=np.float32)
+    return out
+
+
+def abc_loss(log_prob: th.Tensor, behaviour_log_prob: th.Tensor, clip_range: float) -> th.Tensor:
+    """``-mean(clip(pi / pi_old, 1 - eps, 1 + eps))``: PPO's clipped surrogate with advantage 1.
+
+    ``log_prob``: (B,) Bob's current log-likelihood of Alice's actions; ``behaviour_log_prob``:
+    (B,) the same under Bob's policy when the demonstration was collected.
+    """
+    ratio = th.exp(log_prob - behaviour_log_prob)
+    return -th.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range).mean()
+
+
+class DemonstrationBuffer:
+    """Relabelled demonstrations with Bob's behaviour log-probabilities, for one update.
+
+    ``add`` takes a batch of observations (dict of (T, ...) arrays), actions (T, 6) and
+    log-probabilities (T,); ``sample`` draws a minibatch with its own generator, so that
+    sampling demonstrations never changes PPO's own minibatch order.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.observations: list[dict[str, np.ndarray]] = []
+        self.actions: list[np.ndarray] = []
+        self.log_probs: list[np.ndarray] = []
+        self._rng = np.random.default_rng(seed)
+        self._cat: tuple | None = None
+
+    def __len__(self) -> int:
+        return sum(len(a) for a in self.actions)
+
+    def add(self, observations: dict[str, np.ndarray], actions: np.ndarray, log_probs: np.ndarray) -> None:
+        self.observations.append(observations)
+        self.actions.append(actions)
+        self.log_probs.append(log_probs)
+        self._cat = None
+
+    def clear(self) -> None:
+        self.observations, self.actions, self.log_probs, self._cat = [], [], [], None
+
+    def sample(self, batch_size: int, device: th.device | str = "cpu") -> tuple[dict[str, th.Tensor], th.Tensor, th.Tensor]:
+        """A random minibatch: (observations, actions (B, 6) long, behaviour log-probs (B,))."""
+        if self._cat is None:
+            keys = self.observations[0].keys()
+            self._cat = (
+                {k: np.concatenate([o[k] for o in self.observations]) for k in keys},
+                np.concatenate(self.actions),
+                np.concatenate(self.log_probs),
+            )
+        observations, actions, log_probs = self._cat
+        index = self._rng.integers(len(actions), size=min(batch_size, len(actions)))
+        return (
+            {k: th.as_tensor(v[index], device=device) for k, v in observations.items()},
+            th.as_tensor(actions[index], device=device).long(),
+            th.as_tensor(log_probs[index], device=device).float(),
+        )

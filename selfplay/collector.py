@@ -1,0 +1,230 @@
+"""Steps N games through an SB3 ``VecEnv``, asking Alice's or Bob's policy for each game by its
+phase, and turns the interleaved stream into per-agent batches and ABC demonstrations.
+
+Each agent's turns in one game form one trajectory (Alice continues from her own last state,
+Bob from his), so values bootstrap across goal boundaries (METHOD.md section 8). A stream's last
+transition is held back until the agent's next observation exists, which is also how Alice's
+reward for a goal, known only after Bob's turn, reaches the last step of her turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch as th
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecEnv
+
+from selfplay.game import ALICE, BOB, GoalResult
+from selfplay.opponents import OpponentPool
+
+AGENTS = (ALICE, BOB)
+
+
+@dataclass
+class Transition:
+    observation: dict[str, np.ndarray]
+    action: np.ndarray
+    value: float
+    log_prob: float
+    reward: float = 0.0
+    done: bool = False  # the agent's trajectory ends after this step
+
+
+@dataclass
+class RolloutStats:
+    """What one collection saw (for logging)."""
+
+    steps: list[int] = field(default_factory=lambda: [0, 0])  # env steps by Alice, Bob
+    goals: list[GoalResult] = field(default_factory=list)
+    games: int = 0
+    demonstrations: int = 0
+    demonstration_steps: int = 0
+    snapshot_games: int = 0
+    sim_errors: int = 0
+
+
+class Collector:
+    """Runs the games and accumulates per-agent trajectories between updates.
+
+    Args:
+        venv: the games (``SelfPlayGame`` instances behind any SB3 ``VecEnv``).
+        alice, bob: the learning models; Bob's relabelled demonstrations go to ``bob.demonstrations``.
+        pool: past snapshots; a game that starts against a snapshot trains only the other side.
+    """
+
+    def __init__(self, venv: VecEnv, alice: PPO, bob: PPO, pool: OpponentPool | None = None, seed: int = 0) -> None:
+        self.venv, self.models = venv, (alice, bob)
+        self.pool = pool
+        self.n_games = venv.num_envs
+        self._rng = np.random.default_rng(seed)
+        self.streams: list[list[list[Transition]]] = [[[], []] for _ in range(self.n_games)]
+        self.ready: list[list[Transition]] = [[], []]  # finished transitions with (agent, bootstrap)
+        self._segments: list[list[tuple[list[Transition], float]]] = [[], []]
+        self._pending_demos: list[dict] = []
+        self.opponents: list[tuple] = [(None, None)] * self.n_games  # (alice snapshot, bob snapshot)
+        self.obs = venv.reset()
+        for game in range(self.n_games):
+            self._choose_opponents(game)
+
+    def _choose_opponents(self, game: int) -> None:
+        self.opponents[game] = self.pool.draw(self._rng) if self.pool is not None else (None, None)
+
+    # -- collection -----------------------------------------------------------------------------
+    def collect(self, n_steps: int) -> RolloutStats:
+        """Step every game until ``n_steps`` env steps (both agents together) have been taken."""
+        stats = RolloutStats()
+        taken = 0
+        while taken < n_steps:
+            actions = self._act(stats)
+            obs, rewards, dones, infos = self.venv.step(actions)
+            taken += self.n_games
+            for game in range(self.n_games):
+                self._record(game, rewards[game], dones[game], infos[game], stats)
+            self.obs = obs
+        return stats
+
+    def _observation(self, game: int) -> dict[str, np.ndarray]:
+        return {k: v[game] for k, v in self.obs.items() if k != "phase"}
+
+    def _act(self, stats: RolloutStats) -> np.ndarray:
+        """Actions (N, 6) for every game, each from the policy whose turn it is."""
+        phases = self.obs["phase"][:, 0].astype(int)
+        actions = np.zeros((self.n_games, 6), dtype=np.int64)
+        self._step_values = np.zeros(self.n_games)
+        self._step_log_probs = np.zeros(self.n_games)
+        groups: dict[tuple, list[int]] = {}
+        for game, phase in enumerate(phases):
+            snapshot = self.opponents[game][phase]
+            groups.setdefault((phase, snapshot), []).append(game)
+        for (phase, snapshot), games in groups.items():
+            policy = self.models[phase].policy if snapshot is None else self.pool.policy(phase, snapshot)
+            batch = {k: v[games] for k, v in self.obs.items() if k != "phase"}
+            with th.no_grad():
+                obs_tensor, _ = policy.obs_to_tensor(batch)
+                action, value, log_prob = policy(obs_tensor)
+            actions[games] = action.cpu().numpy()
+            self._step_values[games] = value.cpu().numpy().ravel()
+            self._step_log_probs[games] = log_prob.cpu().numpy()
+        stats.steps[ALICE] += int((phases == ALICE).sum())
+        stats.steps[BOB] += int((phases == BOB).sum())
+        self._step_phases, self._step_actions = phases, actions
+        return actions
+
+    def _record(self, game: int, reward: float, done: bool, info: dict, stats: RolloutStats) -> None:
+        actor = int(self._step_phases[game])
+        streams = self.streams[game]
+        learning = [self.opponents[game][a] is None for a in AGENTS]
+        if learning[actor]:
+            streams[actor].append(
+                Transition(
+                    observation=self._observation(game),  # what the actor saw
+                    action=self._step_actions[game],
+                    value=float(self._step_values[game]),
+                    log_prob=float(self._step_log_probs[game]),
+                    reward=float(reward),
+                )
+            )
+        if "alice_reward" in info and learning[ALICE] and streams[ALICE]:
+            streams[ALICE][-1].reward += info["alice_reward"]
+        if "goal_result" in info:
+            stats.goals.append(info["goal_result"])
+        if "demonstration" in info:
+            self._pending_demos.append(info["demonstration"])
+            stats.demonstrations += 1
+            stats.demonstration_steps += len(info["demonstration"]["actions"])
+        if info.get("bob_done") and streams[BOB]:
+            streams[BOB][-1].done = True
+            self._close_stream(game, BOB)
+        if info.get("sim_error"):
+            stats.sim_errors += 1
+        if done:
+            stats.games += 1
+            stats.snapshot_games += any(s is not None for s in self.opponents[game])
+            for agent in AGENTS:
+                if streams[agent]:
+                    streams[agent][-1].done = True
+                    self._close_stream(game, agent)
+            self._choose_opponents(game)
+
+    def _close_stream(self, game: int, agent: int) -> None:
+        """A finished trajectory: all of it goes to the next update, bootstrap 0."""
+        stream = self.streams[game][agent]
+        if stream:
+            self._segments[agent].append((stream, 0.0))
+        self.streams[game][agent] = []
+
+    # -- hand-over to the learners --------------------------------------------------------------
+    def take_batches(self, gamma: float, gae_lambda: float) -> tuple[list[dict | None], dict | None]:
+        """Per-agent batches with GAE advantages (None if empty) and the demonstrations.
+
+        Open trajectories give all but their last transition, bootstrapped with the value of
+        that last one, which stays for the next update.
+        """
+        for game in range(self.n_games):
+            for agent in AGENTS:
+                stream = self.streams[game][agent]
+                if len(stream) > 1:
+                    self._segments[agent].append((stream[:-1], stream[-1].value))
+                    self.streams[game][agent] = stream[-1:]
+        batches = [self._batch(self._segments[a], gamma, gae_lambda) for a in AGENTS]
+        self._segments = [[], []]
+        demos = self._pending_demos
+        self._pending_demos = []
+        return batches, _stack_demos(demos)
+
+    @staticmethod
+    def _batch(segments: list[tuple[list[Transition], float]], gamma: float, gae_lambda: float) -> dict | None:
+        if not segments:
+            return None
+        advantages, returns = [], []
+        for transitions, bootstrap in segments:
+            adv = gae(
+                np.array([t.reward for t in transitions]),
+                np.array([t.value for t in transitions]),
+                np.array([t.done for t in transitions]),
+                bootstrap,
+                gamma,
+                gae_lambda,
+            )
+            advantages.append(adv)
+            returns.append(adv + np.array([t.value for t in transitions]))
+        flat = [t for transitions, _ in segments for t in transitions]
+        keys = flat[0].observation.keys()
+        return {
+            "observations": {k: np.stack([t.observation[k] for t in flat]) for k in keys},
+            "actions": np.stack([t.action for t in flat]),
+            "values": np.array([t.value for t in flat], dtype=np.float32),
+            "log_probs": np.array([t.log_prob for t in flat], dtype=np.float32),
+            "advantages": np.concatenate(advantages).astype(np.float32),
+            "returns": np.concatenate(returns).astype(np.float32),
+            "rewards": np.array([t.reward for t in flat], dtype=np.float32),
+        }
+
+
+def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, bootstrap: float, gamma: float, lam: float) -> np.ndarray:
+    """Generalised advantage estimates (T,) of one trajectory segment.
+
+    ``dones[t]``: the trajectory ends after step t (no bootstrap past it); ``bootstrap``: the
+    value of the state after the last step when the segment was cut, not ended.
+    """
+    advantages = np.zeros(len(rewards))
+    next_value, next_advantage = bootstrap, 0.0
+    for t in reversed(range(len(rewards))):
+        not_done = 0.0 if dones[t] else 1.0
+        delta = rewards[t] + gamma * next_value * not_done - values[t]
+        next_advantage = delta + gamma * lam * not_done * next_advantage
+        advantages[t] = next_advantage
+        next_value = values[t]
+    return advantages
+
+
+def _stack_demos(demos: list[dict]) -> dict | None:
+    if not demos:
+        return None
+    keys = demos[0]["observations"].keys()
+    return {
+        "observations": {k: np.concatenate([d["observations"][k] for d in demos]) for k in keys},
+        "actions": np.concatenate([d["actions"] for d in demos]),
+    }

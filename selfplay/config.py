@@ -1,0 +1,162 @@
+"""Dataclass schemas of the hydra config tree (``conf/``): a wrong key, type or value stops a run
+at once with a message naming it. Every field says what it means and its unit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key."""
+
+
+def _require(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"config error: {key}: {message}")
+
+
+@dataclass
+class EnvConfig:
+    n_objects: int = 1  # blocks on the table in every game (1-8)
+    max_objects: int = 8  # padding of object arrays; 8 lets Bob run every holdout task
+    placement_low: list[float] = field(default_factory=lambda: [-0.2, -0.25])  # (x, y) m, placement area corner
+    placement_high: list[float] = field(default_factory=lambda: [0.2, 0.25])  # (x, y) m, opposite corner
+    action_bins: int = 11  # discrete actions per dimension
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.n_objects <= self.max_objects <= 8, "env.n_objects", f"need 1 <= n_objects <= max_objects <= 8, got {self.n_objects}, {self.max_objects}")
+        _require(len(self.placement_low) == 2 and len(self.placement_high) == 2, "env.placement_low/high", "need two numbers (x, y)")
+        _require(all(a < b for a, b in zip(self.placement_low, self.placement_high)), "env.placement_low", "must be below placement_high")
+        _require(self.action_bins >= 2, "env.action_bins", f"need at least 2, got {self.action_bins}")
+
+
+@dataclass
+class GameSchema:
+    alice_steps: int = 100  # T: steps of Alice's turn per goal
+    max_goals: int = 5  # goals per game
+    bob_steps_per_object: int = 200  # Bob's timeout per goal = this x objects
+    success_hold_steps: int = 1  # steps all objects must stay at the goal
+
+    def __post_init__(self) -> None:
+        for key in ("alice_steps", "max_goals", "bob_steps_per_object", "success_hold_steps"):
+            _require(getattr(self, key) >= 1, f"game.{key}", f"must be >= 1, got {getattr(self, key)}")
+
+
+@dataclass
+class TeacherConfig:
+    name: str = "selfplay"  # selfplay: Alice proposes goals; uniform: hand-designed random goals, no Alice
+    uniform_tasks: list[str] = field(default_factory=lambda: ["push", "pick_and_place", "stack"])  # goal mix of "uniform"
+
+    def __post_init__(self) -> None:
+        _require(self.name in ("selfplay", "uniform"), "teacher.name", f"must be 'selfplay' or 'uniform', got {self.name!r}")
+        unknown = set(self.uniform_tasks) - {"push", "pick_and_place", "stack"}
+        _require(not unknown, "teacher.uniform_tasks", f"unknown goal kinds {sorted(unknown)}")
+
+
+@dataclass
+class AgentConfig:
+    learning_rate: float = 3e-4  # Adam step size
+    gamma: float = 0.998  # discount per env step
+    gae_lambda: float = 0.95  # GAE lambda
+    ent_coef: float = 0.01  # entropy bonus weight
+    clip_range: float = 0.2  # PPO ratio clip
+    vf_coef: float = 1.0  # value loss weight
+    n_epochs: int = 3  # passes over each batch
+    batch_size: int = 512  # minibatch size (transitions)
+    max_grad_norm: float = 0.5  # gradient norm clip
+    width: int = 128  # hidden size of the object-set network
+    depth: int = 2  # layers of the per-object MLP
+    head: list[int] = field(default_factory=lambda: [128])  # policy and value head layers
+
+    def __post_init__(self) -> None:
+        _require(self.learning_rate > 0, "agent.learning_rate", f"must be positive, got {self.learning_rate}")
+        _require(0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1, "agent.gamma/gae_lambda", "must lie in (0, 1]")
+        _require(self.n_epochs >= 1 and self.batch_size >= 2, "agent.n_epochs/batch_size", "n_epochs >= 1, batch_size >= 2")
+        _require(self.width >= 1 and self.depth >= 1, "agent.width/depth", "must be >= 1")
+
+
+@dataclass
+class ABCConfig:
+    enabled: bool = True  # add Alice behavioural cloning to Bob's loss
+    beta: float = 0.5  # weight of the ABC loss
+    clip: float = 0.2  # ratio clip of the ABC loss
+
+    def __post_init__(self) -> None:
+        _require(self.beta >= 0 and 0 < self.clip < 1, "abc.beta/clip", f"need beta >= 0 and 0 < clip < 1, got {self.beta}, {self.clip}")
+
+
+@dataclass
+class PoolConfig:
+    probability: float = 0.2  # share of games played against a past snapshot
+    size: int = 10  # snapshots kept per agent
+    every: int = 5  # updates between snapshots
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.probability <= 1, "pool.probability", f"must be in [0, 1], got {self.probability}")
+        _require(self.size >= 1 and self.every >= 1, "pool.size/every", "must be >= 1")
+
+
+@dataclass
+class TrainerConfig:
+    total_steps: int = 20_000  # budget: Alice's and Bob's env steps together
+    n_games: int = 4  # games run at once
+    vec_env: str = "dummy"  # dummy (one process) or subproc (one process per game)
+    rollout_steps: int = 2048  # env steps (both agents) collected per update
+    checkpoint_every: int = 5  # updates between checkpoints (one is always written at the end)
+    keep_checkpoints: int = 2  # checkpoints kept on disk
+    video_every: int = 0  # updates between game videos; 0: none
+    torch_threads: int = 1  # torch intra-op threads (the simulator uses the other core)
+
+    def __post_init__(self) -> None:
+        _require(self.total_steps > 0, "trainer.total_steps", f"must be positive, got {self.total_steps}")
+        _require(self.n_games >= 1, "trainer.n_games", f"must be >= 1, got {self.n_games}")
+        _require(self.vec_env in ("dummy", "subproc"), "trainer.vec_env", f"must be 'dummy' or 'subproc', got {self.vec_env!r}")
+        _require(self.rollout_steps >= self.n_games, "trainer.rollout_steps", "must be >= trainer.n_games")
+        _require(self.checkpoint_every >= 1 and self.keep_checkpoints >= 1, "trainer.checkpoint_every/keep_checkpoints", "must be >= 1")
+        _require(self.video_every >= 0 and self.torch_threads >= 1, "trainer.video_every/torch_threads", "video_every >= 0, torch_threads >= 1")
+
+
+@dataclass
+class WandbConfig:
+    mode: str = "offline"  # offline (files in the run folder; `wandb sync` later), online, disabled
+    project: str = "selfplay"
+    entity: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _require(self.mode in ("offline", "online", "disabled"), "logger.wandb.mode", f"must be offline, online or disabled, got {self.mode!r}")
+
+
+@dataclass
+class LoggerConfig:
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    progress: str = "auto"  # auto (a rich bar in a terminal, lines otherwise), bar, lines
+
+    def __post_init__(self) -> None:
+        _require(self.progress in ("auto", "bar", "lines"), "logger.progress", f"must be auto, bar or lines, got {self.progress!r}")
+
+
+@dataclass
+class Config:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    game: GameSchema = field(default_factory=GameSchema)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    alice: AgentConfig = field(default_factory=AgentConfig)
+    bob: AgentConfig = field(default_factory=AgentConfig)
+    abc: ABCConfig = field(default_factory=ABCConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    seed: int = 0  # seeds games, networks and sampling
+    resume: str | None = None  # a run folder to continue from its last checkpoint
+    name: str = "selfplay"  # a label for the run (wandb name, run folder suffix)
+    experiment: Any = None  # set by conf/experiment/*.yaml (informational)
+
+
+def register_configs() -> None:
+    """Register the schema so that ``conf/config.yaml`` is validated against it."""
+    cs = ConfigStore.instance()
+    cs.store(name="schema", node=Config)

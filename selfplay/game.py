@@ -1,0 +1,311 @@
+"""The multi-goal self-play game (METHOD.md sections 2-3) as one gymnasium env.
+
+One simulator per game; Alice's and Bob's worlds are two :class:`SceneState` snapshots that the
+game switches between exactly. The observation carries ``phase`` (0: Alice acts, 1: Bob acts), so
+SB3's ``DummyVecEnv`` / ``SubprocVecEnv`` can run many games at once and a collector can ask the
+right policy for each.
+
+Rewards go to the agent that acted. Alice's reward for a goal depends on Bob's outcome, which is
+known only after his turn: it is reported then as ``info["alice_reward"]``, to be paid on the last
+step of her turn for that goal (the collector holds that transition until it arrives).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from tabletop_env import TabletopEnv, make_task
+from tabletop_env.objects import blocks
+from tabletop_env.state import objects_at_goal
+
+ALICE, BOB = 0, 1
+STRUCTURED_KEYS = ("robot", "objects", "goal", "mask")
+
+
+@dataclass
+class GameConfig:
+    """Rules of one game. Defaults are METHOD.md's, except where noted."""
+
+    alice_steps: int = 100  # T: Alice acts exactly this many steps per goal
+    max_goals: int = 5  # goals per episode
+    bob_steps_per_object: int = 200  # Bob's timeout = this x number of objects
+    success_hold_steps: int = 1  # steps all objects must stay at the goal (our choice)
+    bob_object_reward: float = 1.0  # per object entering (+) / leaving (-) its goal
+    bob_success_reward: float = 5.0  # when all objects are at the goal
+    alice_valid_reward: float = 1.0  # a valid goal
+    alice_bob_failed_reward: float = 5.0  # Bob failed it
+    alice_outside_penalty: float = -3.0  # an object left outside the placement area
+    teacher: str = "selfplay"  # "selfplay" (Alice proposes) or "uniform" (hand-designed goals)
+    uniform_tasks: tuple[str, ...] = ("push", "pick_and_place", "stack")  # goal mix for "uniform"
+
+
+@dataclass
+class GoalResult:
+    """What one goal did: for logging what Alice's goals look like and how Bob fares."""
+
+    index: int
+    valid: bool
+    outside: bool = False
+    bob_success: bool | None = None  # None: Bob did not play it (sat out, or invalid goal)
+    bob_steps: int = 0
+    moved: int = 0  # objects away from their pose at the start of Alice's turn
+    lifted: int = 0  # objects whose goal is above the table (not resting)
+    stacked: int = 0  # objects resting on another object
+
+
+class SelfPlayGame(gym.Env):
+    """Alice proposes, Bob solves, on ``n_objects`` blocks; actions are 6 x ``bins`` discrete.
+
+    Args:
+        n_objects: blocks on the table (1-8).
+        config: the rules (:class:`GameConfig`).
+        env_kwargs: extra :class:`TabletopEnv` arguments (placement area, physics, ...).
+        bins: action bins per dimension (11 in the paper).
+        max_objects: padding of the object arrays; Bob's policy then fits every holdout task.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
+
+    def __init__(
+        self,
+        n_objects: int = 1,
+        config: GameConfig | None = None,
+        env_kwargs: dict | None = None,
+        bins: int = 11,
+        max_objects: int = 8,
+        render_mode: str | None = None,
+    ) -> None:
+        self.config = config or GameConfig()
+        c = self.config
+        if c.alice_steps < 1 or c.max_goals < 1 or c.bob_steps_per_object < 1:
+            raise ValueError(f"alice_steps, max_goals and bob_steps_per_object must be positive: {c}")
+        if c.teacher not in ("selfplay", "uniform"):
+            raise ValueError(f"teacher must be 'selfplay' or 'uniform', got {c.teacher!r}")
+        self.sim = TabletopEnv(
+            objects=blocks(n_objects),
+            max_objects=max_objects,
+            render_mode=render_mode,
+            terminate_on_success=False,
+            max_episode_steps=2**62,
+            **(env_kwargs or {}),
+        )
+        self.render_mode = render_mode
+        self.n_objects = n_objects
+        self.bob_timeout = c.bob_steps_per_object * n_objects
+        self.action_values = np.linspace(-1.0, 1.0, bins)
+        self.action_space = gym.spaces.MultiDiscrete([bins] * 6)
+        self.observation_space = gym.spaces.Dict(
+            {**self.sim.observation_space.spaces, "phase": gym.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)}
+        )
+        self._uniform_tasks = self._make_uniform_tasks() if c.teacher == "uniform" else []
+        self._rng = np.random.default_rng()
+
+    # -- gymnasium API ------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        obs, _ = self.sim.reset(seed=None if seed is None else int(self._rng.integers(2**31)))
+        self._bob_state = self.sim.get_state()
+        self._alice_state = self._bob_state
+        self._goal_index = 0
+        self._bob_out = False
+        self._goal_outside = False
+        self._results: list[GoalResult] = []
+        if self.config.teacher == "uniform":
+            return self._start_bob_turn(self._sample_uniform_goal()), {}
+        return self._start_alice_turn(), {}
+
+    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        values = self.action_values[np.asarray(action, dtype=np.int64)]
+        if self.phase == ALICE:
+            return self._alice_step(values)
+        return self._bob_step(values)
+
+    def render(self) -> np.ndarray | None:
+        return self.sim.render()
+
+    def close(self) -> None:
+        self.sim.close()
+
+    # -- Alice --------------------------------------------------------------------------------
+    def _start_alice_turn(self) -> dict:
+        self.phase = ALICE
+        self.sim.set_state(self._alice_state)
+        self._turn_start_poses = self.sim.object_poses()
+        self._alice_t = 0
+        self._alice_trace: list[tuple[dict, np.ndarray]] = []
+        self._last_obs = self._observe(self.sim.refresh())
+        return self._last_obs
+
+    def _alice_step(self, values: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        c = self.config
+        self._alice_trace.append((self._last_obs, values))
+        obs, _, _, _, sim_info = self.sim.step(values)
+        self._alice_t += 1
+        info: dict[str, Any] = {"actor": ALICE}
+        if sim_info["sim_error"] or sim_info["off_table"].any():
+            # An object off the table (or a broken simulation) makes the goal invalid: game over.
+            return self._end_invalid(info, sim_info)
+        if self._alice_t < c.alice_steps:
+            self._last_obs = self._observe(obs)
+            return self._last_obs, 0.0, False, False, info
+        # End of Alice's turn: her final object state is the goal.
+        goal = self.sim.object_poses()
+        moved = ~objects_at_goal(goal, self._turn_start_poses, self.sim.rotation_modes)
+        if not moved.any():
+            return self._end_invalid(info, sim_info)
+        result = self._describe_goal(goal, moved)
+        self._alice_state = self.sim.get_state()
+        self._goal = goal
+        if self._bob_out:  # Bob sits out: the goal counts as failed and becomes a demonstration
+            info["demonstration"] = self._demonstration()
+            info["goal_result"] = result
+            reward = c.alice_valid_reward + c.alice_bob_failed_reward + (c.alice_outside_penalty if result.outside else 0.0)
+            return self._next_goal(info, reward)
+        self._pending_result = result
+        info["alice_reward_pending"] = True
+        return self._start_bob_turn(goal), 0.0, False, False, info
+
+    def _end_invalid(self, info: dict, sim_info: dict) -> tuple[dict, float, bool, bool, dict]:
+        info["goal_result"] = GoalResult(index=self._goal_index, valid=False)
+        info["sim_error"] = sim_info["sim_error"]
+        self._results.append(info["goal_result"])
+        info["game_results"] = self._results
+        return self._observe(self.sim.refresh() if not sim_info["sim_error"] else self._last_obs), 0.0, True, False, info
+
+    def _describe_goal(self, goal: np.ndarray, moved: np.ndarray) -> GoalResult:
+        low, high = self.sim.placement_low, self.sim.placement_high
+        inside = ((goal[:, :2] >= low) & (goal[:, :2] <= high)).all(axis=1)
+        resting_height = self.sim.rest_heights
+        raised = goal[:, 2] > resting_height + 0.01
+        xy = goal[:, :2]
+        near = np.linalg.norm(xy[:, None] - xy[None], axis=-1) < 0.04
+        above = goal[:, 2][:, None] > goal[:, 2][None] + 0.03
+        stacked = (near & above).any(axis=1) & raised
+        return GoalResult(
+            index=self._goal_index,
+            valid=True,
+            outside=bool((~inside).any()),
+            moved=int(moved.sum()),
+            lifted=int((raised & ~stacked).sum()),
+            stacked=int(stacked.sum()),
+        )
+
+    def _demonstration(self) -> dict:
+        """Alice's trajectory for the current goal as Bob would have seen it (ABC, METHOD.md 4)."""
+        from selfplay.abc import relabel
+
+        observations = {k: np.stack([o[k] for o, _ in self._alice_trace]) for k in self._alice_trace[0][0]}
+        actions = np.stack([a for _, a in self._alice_trace])
+        bins = len(self.action_values) - 1
+        return {
+            "observations": relabel(observations, self._goal),
+            "actions": np.rint((actions + 1.0) * 0.5 * bins).astype(np.int64),
+        }
+
+    # -- Bob ----------------------------------------------------------------------------------
+    def _start_bob_turn(self, goal: np.ndarray) -> dict:
+        self.phase = BOB
+        self.sim.set_state(self._bob_state)
+        self.sim.set_goal(goal)
+        self._goal = goal
+        self._bob_t = 0
+        self._hold = 0
+        self._at_goal = self.sim.objects_at_goal()
+        self._last_obs = self._observe(self.sim.refresh())
+        return self._last_obs
+
+    def _bob_step(self, values: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        c = self.config
+        obs, _, _, _, sim_info = self.sim.step(values)
+        self._bob_t += 1
+        at_goal = sim_info["objects_at_goal"]
+        entered = int((at_goal & ~self._at_goal).sum())
+        left = int((~at_goal & self._at_goal).sum())
+        self._at_goal = at_goal
+        reward = c.bob_object_reward * (entered - left)
+        self._hold = self._hold + 1 if at_goal.all() else 0
+        info: dict[str, Any] = {"actor": BOB}
+        success = self._hold >= c.success_hold_steps
+        failed = bool(sim_info["sim_error"] or sim_info["off_table"].any() or self._bob_t >= self.bob_timeout)
+        if not (success or failed):
+            self._last_obs = self._observe(obs)
+            return self._last_obs, reward, False, False, info
+        if success:
+            reward += c.bob_success_reward
+        self._bob_state = self.sim.get_state()
+        if c.teacher == "uniform":
+            result = GoalResult(index=self._goal_index, valid=True)
+        else:
+            result = self._pending_result
+            info["alice_reward"] = (
+                c.alice_valid_reward
+                + (0.0 if success else c.alice_bob_failed_reward)
+                + (c.alice_outside_penalty if result.outside else 0.0)
+            )
+        result.bob_success, result.bob_steps = success, self._bob_t
+        info["goal_result"] = result
+        if sim_info["sim_error"]:
+            info["sim_error"] = sim_info["sim_error"]
+            self._results.append(result)
+            info["game_results"] = self._results
+            return self._observe(self._last_obs), reward, True, False, info
+        if not success:
+            self._bob_out = True
+            info["bob_done"] = True
+            if c.teacher == "selfplay":
+                info["demonstration"] = self._demonstration()
+        return self._next_goal(info, reward)
+
+    # -- between goals ------------------------------------------------------------------------
+    def _next_goal(self, info: dict, reward: float) -> tuple[dict, float, bool, bool, dict]:
+        self._results.append(info["goal_result"])
+        self._goal_index += 1
+        over = self._goal_index >= self.config.max_goals or (self.config.teacher == "uniform" and self._bob_out)
+        if over:
+            info["game_results"] = self._results
+            return self._observe(self.sim.refresh()), reward, True, False, info
+        if self.config.teacher == "uniform":
+            return self._start_bob_turn(self._sample_uniform_goal()), reward, False, False, info
+        return self._start_alice_turn(), reward, False, False, info
+
+    def _observe(self, obs: dict) -> dict:
+        obs = dict(obs)
+        if self.phase == ALICE:  # Alice never sees a goal
+            obs["goal"] = np.zeros_like(obs["goal"])
+            obs["desired_goal"] = np.zeros_like(obs["desired_goal"])
+        obs["phase"] = np.array([float(self.phase)], dtype=np.float32)
+        return obs
+
+    # -- the "uniform" teacher (METHOD.md section 7's no-curriculum baseline) ------------------
+    def _make_uniform_tasks(self) -> list:
+        n = self.n_objects
+        ids = {"push": f"Tabletop/Push{n}-v0", "pick_and_place": f"Tabletop/PickAndPlace{n}-v0", "stack": f"Tabletop/Stack{n}-v0"}
+        tasks = []
+        for name in self.config.uniform_tasks:
+            if name not in ids:
+                raise ValueError(f"unknown uniform goal kind {name!r}; choose from {sorted(ids)}")
+            if name == "stack" and n < 2:
+                continue  # one block cannot be stacked
+            tasks.append(_generic_task(name, n))
+        return tasks
+
+    def _sample_uniform_goal(self) -> np.ndarray:
+        task = self._uniform_tasks[self._rng.integers(len(self._uniform_tasks))]
+        return task.sample_goal(self.sim, self._rng).poses
+
+
+def _generic_task(kind: str, n: int):
+    """A holdout task's goal distribution for ``n`` blocks, whatever counts are registered."""
+    from tabletop_env.tasks.blocks import PickAndPlace, Push, Stack
+
+    factory = {"push": Push, "pick_and_place": PickAndPlace, "stack": Stack}[kind]
+    return factory(n, f"uniform-{kind}{n}")
+
+
+__all__ = ["ALICE", "BOB", "GameConfig", "GoalResult", "SelfPlayGame", "make_task"]

@@ -1,0 +1,382 @@
+"""The training loop: collect -> relabel -> train Alice -> train Bob (+ ABC) -> log -> checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3 import PPO
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+
+from selfplay.checkpoint import latest_checkpoint, read_counters, save_checkpoint, write_atomic
+from selfplay.collector import Collector, RolloutStats
+from selfplay.config import Config
+from selfplay.game import ALICE, BOB, GameConfig, SelfPlayGame
+from selfplay.opponents import OpponentPool
+from selfplay.policies import policy_kwargs
+from selfplay.ppo import ABCPPO, load_batch
+
+log = logging.getLogger("selfplay")
+
+
+def game_config(cfg: Config) -> GameConfig:
+    return GameConfig(
+        alice_steps=cfg.game.alice_steps,
+        max_goals=cfg.game.max_goals,
+        bob_steps_per_object=cfg.game.bob_steps_per_object,
+        success_hold_steps=cfg.game.success_hold_steps,
+        teacher=cfg.teacher.name,
+        uniform_tasks=tuple(cfg.teacher.uniform_tasks),
+    )
+
+
+def make_game(cfg: Config, seed: int, render_mode: str | None = None) -> SelfPlayGame:
+    game = SelfPlayGame(
+        n_objects=cfg.env.n_objects,
+        config=game_config(cfg),
+        env_kwargs={"placement_low": tuple(cfg.env.placement_low), "placement_high": tuple(cfg.env.placement_high)},
+        bins=cfg.env.action_bins,
+        max_objects=cfg.env.max_objects,
+        render_mode=render_mode,
+    )
+    game.reset(seed=seed)
+    return game
+
+
+def _game_factory(cfg: Config, seed: int):
+    return make_game(cfg, seed)
+
+
+def make_vec_env(cfg: Config) -> VecEnv:
+    """``trainer.n_games`` games behind SB3's ``DummyVecEnv`` or ``SubprocVecEnv``."""
+    factories = [partial(_game_factory, cfg, cfg.seed * 1000 + i) for i in range(cfg.trainer.n_games)]
+    if cfg.trainer.vec_env == "subproc":
+        return SubprocVecEnv(factories, start_method="fork")
+    return DummyVecEnv(factories)
+
+
+class _Spaces(gym.Env):
+    """Carries the spaces SB3 needs to build a model; never stepped."""
+
+    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space) -> None:
+        self.observation_space, self.action_space = observation_space, action_space
+
+
+def agent_observation_space(game_space: gym.spaces.Dict) -> gym.spaces.Dict:
+    """Both agents see a :class:`TabletopEnv` observation (the game's, without ``phase``), so
+    Bob's checkpoint acts on any holdout id unchanged."""
+    return gym.spaces.Dict({k: v for k, v in game_space.spaces.items() if k != "phase"})
+
+
+def build_model(cfg: Config, agent: int, observation_space: gym.spaces.Dict, action_space: gym.spaces.Space) -> PPO:
+    """Alice: SB3 PPO without goal features; Bob: :class:`ABCPPO` with them."""
+    a = cfg.alice if agent == ALICE else cfg.bob
+    kwargs = dict(
+        learning_rate=a.learning_rate,
+        n_steps=max(a.batch_size, 64),  # placeholder buffer; the collector supplies each batch
+        batch_size=a.batch_size,
+        n_epochs=a.n_epochs,
+        gamma=a.gamma,
+        gae_lambda=a.gae_lambda,
+        ent_coef=a.ent_coef,
+        clip_range=a.clip_range,
+        vf_coef=a.vf_coef,
+        max_grad_norm=a.max_grad_norm,
+        policy_kwargs=policy_kwargs(use_goal=agent == BOB, width=a.width, depth=a.depth, head=tuple(a.head)),
+        seed=cfg.seed + agent,
+        device="cpu",
+        verbose=0,
+    )
+    env = DummyVecEnv([lambda: _Spaces(observation_space, action_space)])
+    if agent == ALICE:
+        model = PPO("MultiInputPolicy", env, **kwargs)
+    else:
+        beta = cfg.abc.beta if cfg.abc.enabled else 0.0
+        model = ABCPPO("MultiInputPolicy", env, abc_coef=beta, abc_clip=cfg.abc.clip, **kwargs)
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
+
+
+def alice_reward(result) -> float:
+    """Alice's reward for one goal (METHOD.md section 3's table)."""
+    if not result.valid:
+        return 0.0
+    reward = 1.0 + (5.0 if not result.bob_success else 0.0)
+    return reward - 3.0 if result.outside else reward
+
+
+class Trainer:
+    """Owns the games, both models, the snapshot pool and the run folder."""
+
+    def __init__(self, cfg: Config, run_dir: Path) -> None:
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        th.set_num_threads(cfg.trainer.torch_threads)
+        np.random.seed(cfg.seed)
+        th.manual_seed(cfg.seed)
+        self.venv = make_vec_env(cfg)
+        space = agent_observation_space(self.venv.observation_space)
+        self.models = (build_model(cfg, ALICE, space, self.venv.action_space), build_model(cfg, BOB, space, self.venv.action_space))
+        self.pool = OpponentPool(
+            (build_model(cfg, ALICE, space, self.venv.action_space).policy, build_model(cfg, BOB, space, self.venv.action_space).policy),
+            probability=cfg.pool.probability if cfg.teacher.name == "selfplay" else 0.0,
+            size=cfg.pool.size,
+            every=cfg.pool.every,
+        )
+        self.counters = {"env_steps": 0, "alice_steps": 0, "bob_steps": 0, "updates": 0, "games": 0, "wandb_id": None}
+        if cfg.resume:
+            self._restore(latest_checkpoint(Path(cfg.resume)))
+        self.collector = Collector(self.venv, *self.models, pool=self.pool, seed=cfg.seed + self.counters["updates"])
+        self._metrics_file = None
+        self._wandb = None
+
+    # -- the loop -------------------------------------------------------------------------------
+    def train(self) -> dict:
+        """Run until ``trainer.total_steps`` env steps; returns the last metrics row."""
+        cfg = self.cfg
+        self._open_logs()
+        last: dict = {}
+        progress = _Progress(cfg.logger.progress, cfg.trainer.total_steps, self.counters["env_steps"])
+        try:
+            while self.counters["env_steps"] < cfg.trainer.total_steps:
+                last = self.iteration()
+                progress.update(self.counters["env_steps"], last)
+                if self.counters["updates"] % cfg.trainer.checkpoint_every == 0:
+                    self.checkpoint()
+                if cfg.trainer.video_every and self.counters["updates"] % cfg.trainer.video_every == 0:
+                    self.record_video()
+            self.checkpoint()
+        finally:
+            progress.close()
+            self.close()
+        return last
+
+    def iteration(self) -> dict:
+        """One collect -> update cycle; returns its metrics."""
+        cfg = self.cfg
+        start = time.perf_counter()
+        stats = self.collector.collect(cfg.trainer.rollout_steps)
+        collected = time.perf_counter()
+        alice, bob = self.models
+        batches, demos = self.collector.take_batches(bob.gamma, bob.gae_lambda)
+        self._store_demonstrations(demos)
+        progress_remaining = max(0.0, 1.0 - self.counters["env_steps"] / cfg.trainer.total_steps)
+        train_stats = {}
+        for agent, model, batch in ((ALICE, alice, batches[ALICE]), (BOB, bob, batches[BOB])):
+            if batch is None or len(batch["actions"]) < 2:
+                continue
+            load_batch(model, batch)
+            model._current_progress_remaining = progress_remaining
+            model.num_timesteps = self.counters["env_steps"]
+            model.train()
+            name = "alice" if agent == ALICE else "bob"
+            train_stats.update({f"{name}/{k.split('/')[-1]}": float(v) for k, v in model.logger.name_to_value.items()})
+            model.logger.name_to_value.clear()
+        updated = time.perf_counter()
+        self.counters["env_steps"] += sum(stats.steps)
+        self.counters["alice_steps"] += stats.steps[ALICE]
+        self.counters["bob_steps"] += stats.steps[BOB]
+        self.counters["games"] += stats.games
+        self.counters["updates"] += 1
+        self.pool.maybe_snapshot(self.counters["updates"], (alice.policy, bob.policy))
+        row = self._metrics(stats, train_stats, collected - start, updated - collected, batches)
+        self._log(row)
+        return row
+
+    def _store_demonstrations(self, demos: dict | None) -> None:
+        """Bob's behaviour log-probabilities of Alice's actions, for the coming update."""
+        bob = self.models[BOB]
+        bob.demonstrations.clear()
+        if demos is None or not self.cfg.abc.enabled:
+            return
+        observations = {k: v for k, v in demos["observations"].items() if k in bob.observation_space.spaces}
+        log_probs = []
+        with th.no_grad():
+            for start in range(0, len(demos["actions"]), 1024):
+                chunk = {k: v[start : start + 1024] for k, v in observations.items()}
+                obs_tensor, _ = bob.policy.obs_to_tensor(chunk)
+                actions = th.as_tensor(demos["actions"][start : start + 1024])
+                _, log_prob, _ = bob.policy.evaluate_actions(obs_tensor, actions)
+                log_probs.append(log_prob.cpu().numpy())
+        bob.demonstrations.add(observations, demos["actions"], np.concatenate(log_probs))
+
+    # -- metrics --------------------------------------------------------------------------------
+    def _metrics(self, stats: RolloutStats, train_stats: dict, collect_s: float, update_s: float, batches) -> dict:
+        goals = stats.goals
+        valid = [g for g in goals if g.valid]
+        played = [g for g in valid if g.bob_success is not None]
+        row: dict = {
+            "env_steps": self.counters["env_steps"],
+            "updates": self.counters["updates"],
+            "alice/reward": float(np.mean([alice_reward(g) for g in goals])) if goals else float("nan"),
+            "alice/valid_goal_rate": len(valid) / len(goals) if goals else float("nan"),
+            "alice/outside_rate": float(np.mean([g.outside for g in valid])) if valid else float("nan"),
+            "bob/success_rate": float(np.mean([g.bob_success for g in played])) if played else float("nan"),
+            "bob/reward": float(batches[BOB]["rewards"].mean()) if batches[BOB] is not None else float("nan"),
+            "goals/moved": float(np.mean([g.moved for g in valid])) if valid else float("nan"),
+            "goals/lifted": float(np.mean([g.lifted for g in valid])) if valid else float("nan"),
+            "goals/stacked": float(np.mean([g.stacked for g in valid])) if valid else float("nan"),
+            "abc/demonstrations": stats.demonstrations,
+            "abc/demonstration_steps": stats.demonstration_steps,
+            "game/games": stats.games,
+            "game/snapshot_games": stats.snapshot_games,
+            "game/sim_errors": stats.sim_errors,
+            "time/sps": sum(stats.steps) / max(collect_s + update_s, 1e-9),
+            "time/collect_s": collect_s,
+            "time/update_s": update_s,
+        }
+        for k in range(self.cfg.game.max_goals):
+            at_k = [g.bob_success for g in played if g.index == k]
+            row[f"bob/success_goal_{k}"] = float(np.mean(at_k)) if at_k else float("nan")
+        row["abc/loss"] = train_stats.pop("bob/abc_loss", float("nan"))
+        train_stats.pop("bob/abc_demonstrations", None)
+        row.update(train_stats)
+        return row
+
+    def _open_logs(self) -> None:
+        path = self.run_dir / "metrics.csv"
+        self._metrics_path = path
+        self._metrics_header = None
+        if path.exists():
+            with open(path) as f:
+                self._metrics_header = next(csv.reader(f), None)
+        if self.cfg.logger.wandb.mode != "disabled":
+            self._wandb = self._start_wandb()
+
+    def _start_wandb(self):
+        os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+        os.environ.setdefault("WANDB_SILENT", "true")
+        import wandb
+
+        w = self.cfg.logger.wandb
+        run = wandb.init(
+            project=w.project,
+            entity=w.entity,
+            name=self.run_dir.name,
+            tags=list(w.tags),
+            mode=w.mode,
+            dir=str(self.run_dir),
+            id=self.counters.get("wandb_id") or None,
+            resume="allow",
+            config=_plain(self.cfg),
+        )
+        self.counters["wandb_id"] = run.id
+        return run
+
+    def _log(self, row: dict) -> None:
+        if self._metrics_header is None:
+            self._metrics_header = list(row)
+            write_header = True
+        else:
+            write_header = False
+        with open(self._metrics_path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self._metrics_header, extrasaction="ignore")
+            if write_header:
+                writer.writeheader()
+            writer.writerow(row)
+        if self._wandb is not None:
+            self._wandb.log({k: v for k, v in row.items() if not (isinstance(v, float) and np.isnan(v))}, step=self.counters["env_steps"])
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def checkpoint(self) -> Path:
+        alice, bob = self.models
+        return save_checkpoint(
+            self.run_dir,
+            self.counters["env_steps"],
+            {"alice.zip": alice.save, "bob.zip": bob.save, "pool.pt": lambda p: th.save(self.pool.state_dict(), p)},
+            self.counters,
+            keep=self.cfg.trainer.keep_checkpoints,
+        )
+
+    def _restore(self, checkpoint: Path) -> None:
+        alice, bob = self.models
+        alice.set_parameters(str(checkpoint / "alice.zip"), exact_match=True)
+        bob.set_parameters(str(checkpoint / "bob.zip"), exact_match=True)
+        self.pool.load_state_dict(th.load(checkpoint / "pool.pt", weights_only=False))
+        self.counters.update(read_counters(checkpoint))
+        for model in self.models:
+            model._n_updates = self.counters["updates"] * model.n_epochs
+        log.info("resumed from %s at %d env steps", checkpoint, self.counters["env_steps"])
+
+    # -- videos ---------------------------------------------------------------------------------
+    def record_video(self, max_steps: int = 2000) -> Path:
+        """One whole game (Alice's turns, then Bob's) with the current policies, as an mp4."""
+        import imageio.v2 as imageio
+
+        game = make_game(self.cfg, seed=self.cfg.seed + 10_000 + self.counters["updates"], render_mode="rgb_array")
+        obs, _ = game.reset()
+        frames = []
+        for step in range(max_steps):
+            model = self.models[int(obs["phase"][0])]
+            action, _ = model.predict({k: v for k, v in obs.items() if k != "phase"}, deterministic=False)
+            obs, _, done, _, _ = game.step(action)
+            if step % 2 == 0:
+                frames.append(game.render())
+            if done:
+                break
+        game.close()
+        path = self.run_dir / "videos" / f"game-{self.counters['env_steps']:09d}.mp4"
+        path.parent.mkdir(exist_ok=True)
+        imageio.mimsave(path, frames, fps=12, macro_block_size=8)
+        if self._wandb is not None:
+            import wandb
+
+            self._wandb.log({"video/game": wandb.Video(str(path), format="mp4")}, step=self.counters["env_steps"])
+        return path
+
+    def close(self) -> None:
+        self.venv.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
+
+
+def _plain(cfg: Config) -> dict:
+    try:
+        return asdict(cfg)
+    except TypeError:
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(cfg, resolve=True)
+
+
+class _Progress:
+    """A rich progress bar in a terminal, plain log lines otherwise."""
+
+    KEYS = ("bob/success_rate", "alice/valid_goal_rate", "alice/reward", "abc/demonstrations", "time/sps")
+
+    def __init__(self, mode: str, total: int, done: int) -> None:
+        self.bar = None
+        if mode == "bar" or (mode == "auto" and sys.stdout.isatty()):
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("[bold]self-play"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} steps"),
+                                TimeRemainingColumn(), TextColumn("{task.fields[summary]}"))
+            self.task = self.bar.add_task("train", total=total, completed=done, summary="")
+            self.bar.start()
+        self.total = total
+
+    def update(self, done: int, row: dict) -> None:
+        summary = "  ".join(f"{k.split('/')[-1]}={row[k]:.3g}" for k in self.KEYS if k in row and not np.isnan(row[k]))
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, summary=summary)
+        else:
+            print(f"[{done:>10,}/{self.total:,} steps] update {row['updates']}: {summary}", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def save_config(cfg_yaml: str, run_dir: Path) -> None:
+    write_atomic(Path(run_dir) / "config.yaml", cfg_yaml)
