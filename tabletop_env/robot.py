@@ -41,6 +41,7 @@ class Panda:
     HOME = np.array([0.0, -0.2, 0.0, -2.2, 0.0, 2.0, 0.785])  # joint positions, rad: gripper down
     ARM_FORCES = (87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0)  # N m, the Panda's torque limits
     FINGER_FORCE = 40.0  # N per finger
+    POSITION_GAIN = 0.3  # motor position gain (PyBullet's default 0.1 tracks a moving target slowly)
     BASE_POSITION = (-0.6, 0.0, 0.0)
     CONTROLLER_SIZE = 6  # target x, y, z, yaw, pitch, finger opening
 
@@ -62,6 +63,7 @@ class Panda:
         self.lower = np.array([i[8] for i in info])
         self.upper = np.array([i[9] for i in info])
         self._forces = list(self.ARM_FORCES) + [self.FINGER_FORCE] * 2
+        self._gains = [self.POSITION_GAIN] * len(self.MOVABLE_JOINTS)
         self._low = tuple(control.workspace_low)
         self._high = tuple(control.workspace_high)
         self._lower_list, self._upper_list = self.lower.tolist(), self.upper.tolist()
@@ -140,7 +142,7 @@ class Panda:
             upperLimits=self._upper_list,
             jointRanges=self._ranges,
             restPoses=self._rest,
-            maxNumIterations=1,  # re-solved every step; the target is at most one step away
+            maxNumIterations=2,  # re-solved every step; the target is at most one step away
             physicsClientId=self.client,
         )
         finger = t[5] * 0.5
@@ -158,5 +160,6 @@ class Panda:
             pybullet.POSITION_CONTROL,
             targetPositions=self.joint_targets,
             forces=self._forces,
+            positionGains=self._gains,
             physicsClientId=self.client,
         )

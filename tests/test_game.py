@@ -1,0 +1,178 @@
+"""The rules of the self-play game (METHOD.md sections 2-3), pinned with scripted players."""
+
+import numpy as np
+import pytest
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+from selfplay.game import ALICE, BOB, GameConfig, SelfPlayGame
+from tabletop_env.scripted import move_action
+
+BINS = 11
+HOLD = np.full(6, 5)  # middle bins: stay still
+HOLD[5] = 10  # fingers open
+
+
+def to_bins(action: np.ndarray) -> np.ndarray:
+    return np.rint((np.clip(action, -1, 1) + 1) / 2 * (BINS - 1)).astype(int)
+
+
+def make_game(n_objects=1, seed=0, placement=None, **rules) -> SelfPlayGame:
+    config = GameConfig(**{"alice_steps": 40, "bob_steps_per_object": 15, "max_goals": 5, **rules})
+    env_kwargs = {"randomise_robot": False}
+    if placement is not None:
+        env_kwargs.update(placement_low=(-placement, -placement), placement_high=(placement, placement))
+    game = SelfPlayGame(n_objects=n_objects, config=config, env_kwargs=env_kwargs)
+    game.reset(seed=seed)
+    return game
+
+
+def push_actions(game: SelfPlayGame, distance: float = 0.12, direction: float | None = None):
+    """A scripted Alice that pushes block 0 along ``direction`` * y by ``distance`` m (default:
+    towards the middle of the table), then waits."""
+    block = game.sim.object_poses()[0, :3]
+    s = direction if direction is not None else (-1.0 if block[1] > 0 else 1.0)
+    waypoints = [
+        (block + [0, -0.08 * s, 0.10], 8),
+        (block + [0, -0.08 * s, 0.0], 8),
+        (block + [0, (distance - 0.03) * s, 0.0], 12),
+        (block + [0, (distance - 0.03) * s, 0.12], 200),
+    ]
+    for target, steps in waypoints:
+        for _ in range(steps):
+            yield to_bins(move_action(game.sim, target, yaw=0.0, opening=-1.0))
+
+
+def play_alice(game: SelfPlayGame, policy) -> tuple:
+    """Step Alice's whole turn; returns the last step's (obs, reward, terminated, info)."""
+    assert game.phase == ALICE
+    for _ in range(game.config.alice_steps):
+        obs, reward, terminated, _, info = game.step(next(policy))
+        if terminated or game.phase != ALICE or "goal_result" in info:
+            return obs, reward, terminated, info
+    raise AssertionError("Alice's turn did not end after alice_steps")
+
+
+def test_alice_who_does_nothing_gives_an_invalid_goal_and_the_game_ends():
+    game = make_game()
+    rewards = []
+    for step in range(game.config.alice_steps):
+        obs, reward, terminated, _, info = game.step(HOLD)
+        rewards.append(reward)
+        if terminated:
+            break
+    assert step == game.config.alice_steps - 1  # exactly T steps
+    assert terminated and not info["goal_result"].valid and sum(rewards) == 0.0
+
+
+def test_alice_who_pushes_a_block_gives_a_valid_goal_and_bob_plays_it():
+    game = make_game()
+    start = game.sim.object_poses()[0]
+    obs, reward, terminated, info = play_alice(game, push_actions(game))
+    assert not terminated and info.get("alice_reward_pending") and reward == 0.0
+    assert game.phase == BOB and obs["phase"][0] == 1.0
+    # Bob starts from the initial state (his own world), with Alice's final poses as the goal
+    np.testing.assert_allclose(game.sim.object_poses()[0], start, atol=1e-9)
+    assert np.linalg.norm(game._goal[0, :2] - start[:2]) > 0.05
+    np.testing.assert_allclose(obs["goal"][0, :7], game._goal[0], atol=1e-6)
+
+
+def test_alice_never_sees_the_goal():
+    game = make_game()
+    obs, *_ = play_alice(game, push_actions(game))
+    game.sim.set_object_poses(game._goal)  # Bob solves at once
+    obs, _, _, _, _ = game.step(HOLD)
+    assert game.phase == ALICE
+    assert not obs["goal"].any() and not obs["desired_goal"].any() and obs["phase"][0] == 0.0
+
+
+def test_bob_who_reaches_the_goal_gets_one_per_object_plus_five():
+    game = make_game(n_objects=2)
+    play_alice(game, push_actions(game))
+    away = game.sim.object_poses()
+    away[1, :2] += 0.1  # block 1 away from its goal too (Alice only pushed block 0)
+    game.sim.set_object_poses(away)
+    game.sim.refresh()
+    _, reward, *_ = game.step(HOLD)
+    assert reward == -1.0  # block 1 left its goal
+    game.sim.set_object_poses(game._goal)  # a Bob who "restores" the goal state
+    _, reward, terminated, _, info = game.step(HOLD)
+    assert reward == 2 * 1.0 + 5.0
+    assert info["goal_result"].bob_success and info["alice_reward"] == 1.0
+    assert not terminated and game.phase == ALICE  # the next goal: Alice continues from her state
+
+
+def test_object_leaving_its_goal_costs_bob_one():
+    game = make_game(n_objects=2, success_hold_steps=3)
+    play_alice(game, push_actions(game))
+    goal = game._goal.copy()
+    game.sim.set_object_poses(goal)
+    _, reward, *_ = game.step(HOLD)
+    assert reward == 1.0  # block 0 entered (block 1 was already there); success needs 3 steps
+    moved = goal.copy()
+    moved[0, :3] += [0.0, 0.0, 0.3]  # lift block 0 out of its goal
+    game.sim.set_object_poses(moved)
+    game.sim.refresh()
+    _, reward, *_ = game.step(HOLD)
+    assert reward == -1.0
+
+
+def test_timeout_is_a_failure_and_bob_sits_out_the_rest():
+    game = make_game(max_goals=3)
+    play_alice(game, push_actions(game))
+    info = {}
+    for step in range(game.bob_timeout):
+        _, reward, terminated, _, info = game.step(HOLD)
+        if "goal_result" in info:
+            break
+    assert step == game.bob_timeout - 1
+    assert info["bob_done"] and info["goal_result"].bob_success is False
+    assert info["alice_reward"] == 1.0 + 5.0
+    assert len(info["demonstration"]["actions"]) == game.config.alice_steps
+    # Alice proposes the remaining goals alone; each is paid at once and becomes a demonstration
+    assert game.phase == ALICE
+    obs, reward, terminated, info = play_alice(game, push_actions(game))
+    assert game.phase == ALICE and reward == 6.0 and "demonstration" in info and not terminated
+    obs, reward, terminated, info = play_alice(game, push_actions(game))
+    assert terminated and len(info["game_results"]) == 3  # max_goals reached
+
+
+@pytest.mark.parametrize("bob_succeeds, expected", [(True, 1.0 - 3.0), (False, 1.0 - 3.0 + 5.0)])
+def test_goal_outside_the_placement_area_is_valid_but_penalised(bob_succeeds, expected):
+    game = make_game(placement=0.03, bob_steps_per_object=3)
+    play_alice(game, push_actions(game, distance=0.15, direction=1.0))
+    assert game._pending_result.outside
+    if bob_succeeds:
+        game.sim.set_object_poses(game._goal)
+    for _ in range(game.bob_timeout):
+        _, _, _, _, info = game.step(HOLD)
+        if "alice_reward" in info:
+            break
+    assert info["alice_reward"] == expected
+
+
+def test_single_goal_games_end_after_one_goal():
+    game = make_game(max_goals=1)
+    play_alice(game, push_actions(game))
+    game.sim.set_object_poses(game._goal)
+    _, _, terminated, _, info = game.step(HOLD)
+    assert terminated and info["goal_result"].bob_success
+
+
+def test_uniform_teacher_gives_bob_hand_designed_goals():
+    game = make_game(n_objects=2, teacher="uniform")
+    assert game.phase == BOB
+    obs, _ = game.reset(seed=3)
+    assert obs["phase"][0] == 1.0 and obs["mask"][:2].all()
+    goal = game._goal
+    assert not np.allclose(goal[:, :2], game.sim.object_poses()[:, :2], atol=0.01)
+
+
+@pytest.mark.parametrize("vec_env_class", [DummyVecEnv, SubprocVecEnv])
+def test_games_run_in_sb3_vec_envs(vec_env_class):
+    venv = vec_env_class([lambda i=i: make_game(seed=i) for i in range(2)])
+    obs = venv.reset()
+    assert obs["phase"].shape == (2, 1)
+    for _ in range(50):
+        obs, rewards, dones, infos = venv.step(np.stack([venv.action_space.sample() for _ in range(2)]))
+    assert all(info["actor"] in (ALICE, BOB) for info in infos)
+    venv.close()

@@ -1,0 +1,131 @@
+"""The training entry point end to end: run folder contents, resume, a real kill, bad config."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3 import PPO
+
+from selfplay.checkpoint import latest_checkpoint, read_counters
+from selfplay.trainer import Trainer
+from tabletop_env import DiscreteActions
+from tests.helpers import tiny_config
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = [
+    "game.alice_steps=20", "game.bob_steps_per_object=20", "game.max_goals=2",
+    "trainer.n_games=2", "trainer.rollout_steps=256", "trainer.checkpoint_every=1",
+    "alice.batch_size=64", "bob.batch_size=64", "alice.width=32", "bob.width=32",
+    "logger.progress=lines",
+]
+
+
+def train_cli(*args, timeout=300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_ERROR_REPORTING": "false", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, "-m", "selfplay.train", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_short_run_writes_config_checkpoints_metrics_and_wandb(tmp_path):
+    run = tmp_path / "run"
+    result = train_cli(*TINY, "trainer.total_steps=512", f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run / "config.yaml").exists()
+    header, *rows = (run / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 2 and "bob/success_rate" in header and "abc/demonstrations" in header
+    checkpoint = latest_checkpoint(run)
+    assert read_counters(checkpoint)["env_steps"] >= 512
+    assert list((run / "wandb").glob("offline-run-*")), "no offline wandb run"
+    # Bob's checkpoint is a standard SB3 zip that acts on a holdout task
+    bob = PPO.load(checkpoint / "bob.zip", device="cpu")
+    env = DiscreteActions(gym.make("Tabletop/Push1-v0"))
+    obs, _ = env.reset(seed=0)
+    action, _ = bob.predict(obs, deterministic=True)
+    assert env.action_space.contains(action)
+    env.step(action)
+
+
+def test_resume_continues_counters_pool_and_weights(tmp_path):
+    cfg = tiny_config(**{"trainer.total_steps": 512, "pool.every": 1})
+    first = Trainer(cfg, tmp_path)
+    first.train()
+    weights = {k: v.clone() for k, v in first.models[1].policy.state_dict().items()}
+    resumed_cfg = tiny_config(**{"trainer.total_steps": 1024, "pool.every": 1, "resume": str(tmp_path)})
+    second = Trainer(resumed_cfg, tmp_path)
+    assert second.counters["env_steps"] == first.counters["env_steps"]
+    assert second.counters["updates"] == first.counters["updates"]
+    assert len(second.pool.snapshots[0]) == len(first.pool.snapshots[0]) > 0
+    for k, v in second.models[1].policy.state_dict().items():
+        assert (v == weights[k]).all(), k
+    second.train()
+    assert second.counters["env_steps"] >= 1024
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 1 + second.counters["updates"]
+
+
+def test_a_killed_run_loses_at_most_one_checkpoint_interval(tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "WANDB_MODE": "disabled", "WANDB_ERROR_REPORTING": "false"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "selfplay.train", *TINY, "trainer.total_steps=100000", "logger.wandb.mode=disabled",
+         f"hydra.run.dir={run}"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and len(list((run / "checkpoints").glob("step-*"))) < 2:
+            time.sleep(0.2)
+        time.sleep(0.7)  # land somewhere inside the next interval, maybe mid-write
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    checkpoint = latest_checkpoint(run)
+    counters = read_counters(checkpoint)
+    rows = (run / "metrics.csv").read_text().splitlines()[1:]
+    assert counters["updates"] >= len(rows) - 1  # at most one update (= one interval) lost
+    PPO.load(checkpoint / "bob.zip", device="cpu")
+    PPO.load(checkpoint / "alice.zip", device="cpu")
+    result = train_cli(*TINY, f"resume={run}", f"trainer.total_steps={counters['env_steps'] + 256}", "logger.wandb.mode=disabled")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_counters(latest_checkpoint(run))["env_steps"] > counters["env_steps"]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.total_steps=-5", "trainer.total_steps"),
+        ("trainer.vec_env=ray9", "trainer.vec_env"),
+        ("trainer.bogus=1", "bogus"),
+        ("experiment=nonexistent", "experiment"),
+        ("resume=/nonexistent/run", "resume"),
+        ("trainer.n_games=two", "n_games"),
+    ],
+)
+def test_bad_config_stops_at_once_with_a_message_naming_it(override, message, tmp_path):
+    result = train_cli(override, f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_named_experiments_compose():
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from selfplay.config import Config
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        for name in ["quickstart", "paper_blocks", "ablation_no_abc", "ablation_single_goal", "baseline_uniform"]:
+            cfg = OmegaConf.to_object(compose("config", overrides=[f"experiment={name}"]))
+            assert isinstance(cfg, Config) and cfg.name == name
+        assert OmegaConf.to_object(compose("config", overrides=["experiment=ablation_no_abc"])).abc.enabled is False
+        assert OmegaConf.to_object(compose("config", overrides=["experiment=baseline_uniform"])).teacher.name == "uniform"
+        assert OmegaConf.to_object(compose("config", overrides=["experiment=ablation_single_goal"])).game.max_goals == 1
