@@ -57,6 +57,18 @@ def resolve_config(cfg: DictConfig) -> tuple[Config, DictConfig]:
         raise ConfigError(f"config error: {error}") from None
 
 
+def _remove_empty_run_dir() -> None:
+    """A run stopped by bad config leaves no folder behind (only hydra's own files were there)."""
+    import shutil
+
+    try:
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:
+        return
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def _overrides() -> list[str]:
     try:
         return list(HydraConfig.get().overrides.task)
@@ -69,6 +81,7 @@ def main(cfg: DictConfig) -> float:
     try:
         config, raw = resolve_config(cfg)
     except (ConfigError, FileNotFoundError) as error:
+        _remove_empty_run_dir()
         print(error, file=sys.stderr)
         sys.exit(2)
     from selfplay.checkpoint import latest_checkpoint
@@ -90,5 +103,19 @@ def main(cfg: DictConfig) -> float:
     return float(row.get("bob/success_rate", 0.0))
 
 
+def check_resume_argument(argv: list[str]) -> None:
+    """Stop before hydra creates anything when ``resume=`` names no usable run folder."""
+    from selfplay.checkpoint import latest_checkpoint
+
+    for arg in argv:
+        if arg.startswith("resume=") and arg != "resume=null":
+            try:
+                latest_checkpoint(Path(arg.split("=", 1)[1]))
+            except FileNotFoundError as error:
+                print(f"config error: {error}", file=sys.stderr)
+                sys.exit(2)
+
+
 if __name__ == "__main__":
+    check_resume_argument(sys.argv[1:])
     main()

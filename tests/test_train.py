@@ -120,8 +120,9 @@ def test_named_experiments_compose():
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from selfplay.config import Config
+    from selfplay.config import Config, register_configs
 
+    register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         for name in ["quickstart", "paper_blocks", "ablation_no_abc", "ablation_single_goal", "baseline_uniform"]:
             cfg = OmegaConf.to_object(compose("config", overrides=[f"experiment={name}"]))
