@@ -15,11 +15,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
-# The main job. Until the self-play trainer lands it is the random-action simulator demo.
+# The main job: a short self-play run (hydra; extra overrides via ARGS="key=value ...").
 train: setup
-	WANDB_ERROR_REPORTING=false $(BIN)/python -m tabletop_env.demo $(ARGS)
+	WANDB_ERROR_REPORTING=false $(BIN)/python -m selfplay.train $(ARGS)
 
-demo: train
+# Random actions in a holdout task: a video and a summary under runs/.
+demo: setup
+	$(BIN)/python -m tabletop_env.demo $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q $(ARGS)

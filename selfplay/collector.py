@@ -9,6 +9,7 @@ reward for a goal, known only after Bob's turn, reaches the last step of her tur
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +38,7 @@ class RolloutStats:
     """What one collection saw (for logging)."""
 
     steps: list[int] = field(default_factory=lambda: [0, 0])  # env steps by Alice, Bob
+    seconds: dict[str, float] = field(default_factory=lambda: {"simulation": 0.0, "inference": 0.0, "bookkeeping": 0.0})
     goals: list[GoalResult] = field(default_factory=list)
     games: int = 0
     demonstrations: int = 0
@@ -76,13 +78,21 @@ class Collector:
         """Step every game until ``n_steps`` env steps (both agents together) have been taken."""
         stats = RolloutStats()
         taken = 0
+        clock = time.perf_counter
+        seconds = stats.seconds
         while taken < n_steps:
+            start = clock()
             actions = self._act(stats)
+            acted = clock()
             obs, rewards, dones, infos = self.venv.step(actions)
+            stepped = clock()
             taken += self.n_games
             for game in range(self.n_games):
                 self._record(game, rewards[game], dones[game], infos[game], stats)
             self.obs = obs
+            seconds["inference"] += acted - start
+            seconds["simulation"] += stepped - acted
+            seconds["bookkeeping"] += clock() - stepped
         return stats
 
     def _observation(self, game: int) -> dict[str, np.ndarray]:

@@ -160,3 +160,15 @@ def register_configs() -> None:
     """Register the schema so that ``conf/config.yaml`` is validated against it."""
     cs = ConfigStore.instance()
     cs.store(name="schema", node=Config)
+
+
+def make_config(overrides: dict | None = None, **dotted: Any) -> Config:
+    """A validated :class:`Config` from the schema defaults plus overrides, for use from Python
+    (tests, benchmarks, notebooks): ``make_config({"trainer": {"n_games": 2}}, **{"seed": 3})``.
+    Note: the defaults are the schema's, not ``conf/config.yaml``'s."""
+    from omegaconf import OmegaConf
+
+    merged = OmegaConf.merge(
+        OmegaConf.structured(Config), overrides or {}, OmegaConf.from_dotlist([f"{k}={v}" for k, v in dotted.items()])
+    )
+    return OmegaConf.to_object(merged)

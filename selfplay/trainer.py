@@ -234,6 +234,7 @@ class Trainer:
             "time/sps": sum(stats.steps) / max(collect_s + update_s, 1e-9),
             "time/collect_s": collect_s,
             "time/update_s": update_s,
+            **{f"time/{k}_s": v for k, v in stats.seconds.items()},
         }
         for k in range(self.cfg.game.max_goals):
             at_k = [g.bob_success for g in played if g.index == k]

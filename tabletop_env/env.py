@@ -63,6 +63,7 @@ class TabletopEnv(gym.Env):
         terminate_on_success: end the episode once the goal has been held ``success_hold_steps``.
         placement_low, placement_high: (x, y) corners of the area objects and goals are placed in (m).
         randomise_robot: start each episode from a jittered home pose.
+        home_tool_position: where the home pose puts the tool (m); the arm is solved for it once.
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 25}
@@ -79,6 +80,7 @@ class TabletopEnv(gym.Env):
         placement_low: Sequence[float] = (-0.2, -0.25),
         placement_high: Sequence[float] = (0.2, 0.25),
         randomise_robot: bool = True,
+        home_tool_position: Sequence[float] = (-0.05, 0.0, 0.15),
         settle_steps: int = 3,
         physics: PhysicsConfig = PhysicsConfig(),
         control: ControlConfig = ControlConfig(),
@@ -104,6 +106,7 @@ class TabletopEnv(gym.Env):
         if np.any(self.placement_low >= self.placement_high):
             raise ValueError(f"placement_low {placement_low} must be below placement_high {placement_high}")
         self.randomise_robot = randomise_robot
+        self.home_tool_position = tuple(home_tool_position)
         self.settle_steps = settle_steps
         if max_episode_steps is None:
             max_episode_steps = task.max_episode_steps if task is not None else 50 * self.n_objects
@@ -163,6 +166,7 @@ class TabletopEnv(gym.Env):
         sim.create_box("table", TABLE_HALF_EXTENTS, 0.0, (0.82, 0.71, 0.55, 1.0), (*TABLE_CENTRE, -TABLE_HALF_EXTENTS[2]))
         sim.set_dynamics("table", lateralFriction=0.6)
         self.robot = Panda(sim, self._control_config)
+        self.home_joints = self.robot.solve_ik(self.home_tool_position)
         self._object_ids = []
         rest_heights, radii = [], []
         for i, spec in enumerate(self.object_specs):
@@ -351,7 +355,7 @@ class TabletopEnv(gym.Env):
     # -- scene helpers for tasks --------------------------------------------------------------
     def reset_robot(self) -> None:
         """Home pose, jittered when ``randomise_robot``; gripper open."""
-        joints = Panda.HOME.copy()
+        joints = self.home_joints.copy()
         if self.randomise_robot:
             joints += self._rng.uniform(-1, 1, 7) * np.array([0.15, 0.1, 0.1, 0.1, 0.1, 0.1, 0.3])
         self.robot.reset(joints)

@@ -57,7 +57,7 @@ def realize_goal(env: TabletopEnv, goal) -> None:
     goal poses, and for an in-air goal the gripper closed around the held object."""
     env.set_object_poses(goal.poses)
     if goal.held_object is None:
-        env.robot.reset(env.robot.HOME)
+        env.robot.reset(env.home_joints)
         env.refresh()
         return
     pose = goal.poses[goal.held_object]
