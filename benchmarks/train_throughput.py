@@ -41,14 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-games", type=int, default=4)
     parser.add_argument("--vec-env", default="dummy", choices=["dummy", "subproc"])
     parser.add_argument("--rollout-steps", type=int, default=2048)
+    parser.add_argument("--width", type=int, default=128, help="object-set network width (both agents)")
     parser.add_argument("--out", default=None, help="also write the markdown table here")
     args = parser.parse_args(argv)
     overrides = {
         "trainer.n_games": args.n_games, "trainer.vec_env": args.vec_env, "trainer.rollout_steps": args.rollout_steps,
         "trainer.total_steps": 10**9, "trainer.checkpoint_every": 10**6,
         "game.alice_steps": 50, "game.bob_steps_per_object": 100, "game.max_goals": 5,
-        "alice.batch_size": 512, "bob.batch_size": 512, "alice.width": 128, "bob.width": 128,
-        "alice.head": "[128]", "bob.head": "[128]", "logger.wandb.mode": "disabled", "logger.progress": "lines",
+        "alice.batch_size": 512, "bob.batch_size": 512, "alice.width": args.width, "bob.width": args.width,
+        "alice.head": f"[{args.width}]", "bob.head": f"[{args.width}]", "logger.wandb.mode": "disabled", "logger.progress": "lines",
     }
     with tempfile.TemporaryDirectory() as folder:
         trainer = Trainer(make_config(**overrides), Path(folder))
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     random_median, loop_median = statistics.median(rates["random"]), statistics.median(rates["loop"])
     ratio = statistics.median(l / r for l, r in zip(rates["loop"], rates["random"]))
     lines = [
-        f"{args.n_games} games, {args.vec_env} VecEnv, rollout {args.rollout_steps} steps per update, {args.steps} steps per repeat, median of {args.repeats}",
+        f"{args.n_games} games, {args.vec_env} VecEnv, width {args.width}, rollout {args.rollout_steps} steps per update, {args.steps} steps per repeat, median of {args.repeats}",
         "",
         "| contender | env steps/s |",
         "|---|---:|",

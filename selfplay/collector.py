@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch as th
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
 from selfplay.game import ALICE, BOB, GoalResult
 from selfplay.opponents import OpponentPool
+from selfplay.policies import STRUCTURED_KEYS, sample_actions
 
 AGENTS = (ALICE, BOB)
 
@@ -110,13 +110,8 @@ class Collector:
             groups.setdefault((phase, snapshot), []).append(game)
         for (phase, snapshot), games in groups.items():
             policy = self.models[phase].policy if snapshot is None else self.pool.policy(phase, snapshot)
-            batch = {k: v[games] for k, v in self.obs.items() if k != "phase"}
-            with th.no_grad():
-                obs_tensor, _ = policy.obs_to_tensor(batch)
-                action, value, log_prob = policy(obs_tensor)
-            actions[games] = action.cpu().numpy()
-            self._step_values[games] = value.cpu().numpy().ravel()
-            self._step_log_probs[games] = log_prob.cpu().numpy()
+            batch = {k: self.obs[k][games] for k in STRUCTURED_KEYS}
+            actions[games], self._step_values[games], self._step_log_probs[games] = sample_actions(policy, batch)
         stats.steps[ALICE] += int((phases == ALICE).sum())
         stats.steps[BOB] += int((phases == BOB).sum())
         self._step_phases, self._step_actions = phases, actions

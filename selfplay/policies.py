@@ -64,3 +64,32 @@ def policy_kwargs(use_goal: bool, width: int = 128, depth: int = 2, head: tuple[
         "share_features_extractor": False,
         "net_arch": {"pi": list(head), "vf": list(head)},
     }
+
+
+STRUCTURED_KEYS = ("robot", "objects", "goal", "mask")
+
+
+def sample_actions(policy, observations: dict, deterministic: bool = False) -> tuple:
+    """Actions, values and log-probabilities for a batch, as ``policy(obs)`` would give them.
+
+    The rollout's hot path: it feeds the object-set extractors directly (only the structured
+    keys, no per-key preprocessing; they are float boxes) and samples the 6 x ``bins``
+    categorical in one Gumbel-max draw instead of SB3's six ``Categorical`` objects, about 2x
+    faster at the batch sizes of a rollout. ``observations``: dict of (B, ...) numpy arrays.
+    Returns numpy arrays: actions (B, 6) int64, values (B,), log_probs (B,).
+    """
+    with th.no_grad():
+        obs = {k: th.as_tensor(observations[k], dtype=th.float32) for k in STRUCTURED_KEYS}
+        latent_pi = policy.mlp_extractor.forward_actor(policy.pi_features_extractor(obs))
+        latent_vf = policy.mlp_extractor.forward_critic(policy.vf_features_extractor(obs))
+        dims = policy.action_space.nvec
+        logits = policy.action_net(latent_pi).view(len(latent_pi), len(dims), int(dims[0]))
+        log_p = logits - logits.logsumexp(dim=-1, keepdim=True)
+        if deterministic:
+            actions = log_p.argmax(dim=-1)
+        else:
+            gumbel = -th.log(-th.log(th.rand_like(log_p).clamp_(1e-20, 1.0)))
+            actions = (log_p + gumbel).argmax(dim=-1)
+        log_prob = log_p.gather(-1, actions.unsqueeze(-1)).squeeze(-1).sum(dim=-1)
+        values = policy.value_net(latent_vf).squeeze(-1)
+    return actions.numpy(), values.numpy(), log_prob.numpy()

@@ -107,6 +107,11 @@ def build_model(cfg: Config, agent: int, observation_space: gym.spaces.Dict, act
     return model
 
 
+#: SB3's PPO statistics logged per agent (``train/<key>`` in SB3's logger).
+PPO_STATS = ("learning_rate", "entropy_loss", "policy_gradient_loss", "value_loss", "approx_kl", "clip_fraction",
+             "loss", "explained_variance", "n_updates", "clip_range")
+
+
 def alice_reward(result) -> float:
     """Alice's reward for one goal (METHOD.md section 3's table)."""
     if not result.valid:
@@ -241,7 +246,10 @@ class Trainer:
             row[f"bob/success_goal_{k}"] = float(np.mean(at_k)) if at_k else float("nan")
         row["abc/loss"] = train_stats.pop("bob/abc_loss", float("nan"))
         train_stats.pop("bob/abc_demonstrations", None)
-        row.update(train_stats)
+        # the same columns every update, trained or not (metrics.csv keeps its first header)
+        for name in ("alice", "bob"):
+            for key in PPO_STATS:
+                row[f"{name}/{key}"] = train_stats.get(f"{name}/{key}", float("nan"))
         return row
 
     def _open_logs(self) -> None:

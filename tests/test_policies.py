@@ -67,3 +67,26 @@ def test_policy_and_value_networks_share_no_weights():
     pi = {id(p) for p in policy.pi_features_extractor.parameters()}
     vf = {id(p) for p in policy.vf_features_extractor.parameters()}
     assert not pi & vf
+
+
+def test_fast_sampler_draws_from_the_policys_own_distribution():
+    from selfplay.policies import sample_actions
+
+    cfg, space, action_space, obs = _observation_batch(n_objects=2)
+    batch = {k: np.repeat(v, 4000, axis=0) for k, v in obs.items()}
+    policy = build_model(cfg, BOB, space, action_space).policy
+    th.manual_seed(0)
+    actions, values, log_probs = sample_actions(policy, batch)
+    with th.no_grad():
+        tensors, _ = policy.obs_to_tensor(batch)
+        sb3_values, sb3_log_probs, _ = policy.evaluate_actions(tensors, th.as_tensor(actions))
+        probs = [d.probs[0].numpy() for d in policy.get_distribution({k: v[:1] for k, v in tensors.items()}).distribution]
+    np.testing.assert_allclose(values, sb3_values.numpy().ravel(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(log_probs, sb3_log_probs.numpy(), rtol=1e-5, atol=1e-5)
+    # sampled frequencies match the policy's categorical probabilities
+    for dim, p in enumerate(probs):
+        frequency = np.bincount(actions[:, dim], minlength=len(p)) / len(actions)
+        assert np.abs(frequency - p).max() < 0.03
+    greedy, _, _ = sample_actions(policy, obs, deterministic=True)
+    expected, _ = policy.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(greedy, expected)
