@@ -1,6 +1,6 @@
 """Self-play training throughput: the whole loop against the same games with random actions.
 
-    python benchmarks/train_throughput.py [--steps 8192] [--repeats 3] [--n-games 4] [--vec-env dummy]
+    python benchmarks/train_throughput.py [--steps 8192] [--repeats 3] [--n-games 16] [--width 64] [--vec-env dummy]
 
 Both contenders step the same vectorised ``SelfPlayGame`` instances (SB3 ``DummyVecEnv`` or
 ``SubprocVecEnv``) in one process, interleaved per repeat. "random" draws uniform
@@ -38,10 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8192, help="env steps per contender per repeat")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--n-games", type=int, default=4)
+    parser.add_argument("--n-games", type=int, default=16)
     parser.add_argument("--vec-env", default="dummy", choices=["dummy", "subproc"])
     parser.add_argument("--rollout-steps", type=int, default=2048)
-    parser.add_argument("--width", type=int, default=128, help="object-set network width (both agents)")
+    parser.add_argument("--width", type=int, default=64, help="object-set network width (both agents)")
     parser.add_argument("--out", default=None, help="also write the markdown table here")
     args = parser.parse_args(argv)
     overrides = {
