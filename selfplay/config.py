@@ -120,6 +120,20 @@ class TrainerConfig:
 
 
 @dataclass
+class EvalSchedule:
+    every: int = 0  # updates between light holdout evaluations during training; 0: none
+    trials: int = 10  # episodes per task in each light evaluation
+    tasks: list[str] = field(default_factory=lambda: ["Tabletop/Push1-v0", "Tabletop/PickAndPlace1-v0"])
+
+    def __post_init__(self) -> None:
+        _require(self.every >= 0 and self.trials >= 1, "eval.every/trials", "every >= 0 and trials >= 1")
+        from tabletop_env import list_tasks
+
+        unknown = [t for t in self.tasks if t not in list_tasks()]
+        _require(not unknown, "eval.tasks", f"unknown task ids {unknown}; valid ids: {', '.join(list_tasks())}")
+
+
+@dataclass
 class WandbConfig:
     mode: str = "offline"  # offline (files in the run folder; `wandb sync` later), online, disabled
     project: str = "selfplay"
@@ -149,6 +163,7 @@ class Config:
     abc: ABCConfig = field(default_factory=ABCConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalSchedule = field(default_factory=EvalSchedule)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0  # seeds games, networks and sampling
     resume: str | None = None  # a run folder to continue from its last checkpoint
@@ -172,3 +187,22 @@ def make_config(overrides: dict | None = None, **dotted: Any) -> Config:
         OmegaConf.structured(Config), overrides or {}, OmegaConf.from_dotlist([f"{k}={v}" for k, v in dotted.items()])
     )
     return OmegaConf.to_object(merged)
+
+
+@dataclass
+class EvaluateConfig:
+    """``python -m selfplay.evaluate key=value ...``"""
+
+    run: str | None = None  # a run folder: evaluate its latest Bob, write to <run>/eval
+    checkpoint: str | None = None  # or a Bob zip: write next to it (eval/)
+    tasks: list[str] = field(default_factory=list)  # task ids; empty: every holdout task
+    trials: int = 100  # episodes per task
+    seed: int = 0  # seeds layouts and goals: the same seed gives the same results
+    deterministic: bool = True  # greedy actions (False: sample from Bob's policy)
+    video: bool = False  # record the first trial of each task
+    out: str | None = None  # report folder (default: see run / checkpoint)
+    progress: bool = True  # a progress bar
+
+    def __post_init__(self) -> None:
+        _require(self.trials >= 1, "trials", f"must be >= 1, got {self.trials}")
+        _require(bool(self.run) != bool(self.checkpoint), "run/checkpoint", "give exactly one of run=<run folder> or checkpoint=<bob zip>")

@@ -195,8 +195,21 @@ class Trainer:
         self.counters["updates"] += 1
         self.pool.maybe_snapshot(self.counters["updates"], (alice.policy, bob.policy))
         row = self._metrics(stats, train_stats, collected - start, updated - collected, batches)
+        if cfg.eval.every and self.counters["updates"] % cfg.eval.every == 0:
+            row.update(self.holdout_eval())
         self._log(row)
         return row
+
+    def holdout_eval(self) -> dict:
+        """A light zero-shot evaluation of the live Bob: ``eval/<task>/success`` per task."""
+        from selfplay.evaluate import BobPolicy, evaluate_task
+
+        bob = BobPolicy(self.models[BOB], deterministic=True)
+        out = {}
+        for task_id in self.cfg.eval.tasks:
+            result, _ = evaluate_task(bob, task_id, self.cfg.eval.trials, seed=self.cfg.seed, max_objects=self.cfg.env.max_objects)
+            out[f"eval/{task_id}/success"] = result.success_rate
+        return out
 
     def _store_demonstrations(self, demos: dict | None) -> None:
         """Bob's behaviour log-probabilities of Alice's actions, for the coming update."""
@@ -250,6 +263,8 @@ class Trainer:
         for name in ("alice", "bob"):
             for key in PPO_STATS:
                 row[f"{name}/{key}"] = train_stats.get(f"{name}/{key}", float("nan"))
+        if self.cfg.eval.every:
+            row.update({f"eval/{task}/success": float("nan") for task in self.cfg.eval.tasks})
         return row
 
     def _open_logs(self) -> None:
@@ -264,7 +279,7 @@ class Trainer:
 
     def _start_wandb(self):
         os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
-        os.environ.setdefault("WANDB_SILENT", "true")
+        os.environ.setdefault("WANDB_SILENT", "true")  # no banner lines between progress lines
         import wandb
 
         w = self.cfg.logger.wandb

@@ -1,0 +1,98 @@
+"""Zero-shot evaluation: protocol, intervals, report files, determinism, bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from selfplay.evaluate import evaluate_task, wilson_interval
+from selfplay.game import BOB
+from selfplay.trainer import agent_observation_space, build_model, make_game
+from tests.helpers import tiny_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Oracle:
+    """Solves every goal at once by teleporting the objects there (tests the counting)."""
+
+    def bind(self, env):
+        self.env = env
+
+    def __call__(self, obs):
+        self.env.set_object_poses(self.env.goal)
+        return np.zeros(6)
+
+
+def idle(obs):
+    return np.array([0, 0, 0, 0, 0, 1.0])
+
+
+def test_wilson_interval():
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+
+
+def test_multi_goal_episodes_count_goals_until_the_first_failure():
+    solved, _ = evaluate_task(Oracle(), "Tabletop/Push1-v0", trials=3)
+    assert (solved.goals, solved.successes, solved.success_rate) == (15, 15, 1.0)  # 5 goals each
+    assert solved.mean_steps_to_success == 1.0
+    stacked, _ = evaluate_task(Oracle(), "Tabletop/Stack2-v0", trials=3)
+    assert stacked.goals == 3  # fixed layout: one goal per episode
+    failed, _ = evaluate_task(idle, "Tabletop/Push1-v0", trials=2)
+    assert (failed.goals, failed.successes, failed.failures) == (2, 0, {"timeout": 2})
+    assert failed.steps == 2 * 200  # the task's timeout
+
+
+def _bob_zip(tmp_path, **overrides) -> Path:
+    cfg = tiny_config(**overrides)
+    game = make_game(cfg, seed=0)
+    bob = build_model(cfg, BOB, agent_observation_space(game.observation_space), game.action_space)
+    path = tmp_path / "bob.zip"
+    bob.save(path)
+    return path
+
+
+def evaluate_cli(*args):
+    return subprocess.run([sys.executable, "-m", "selfplay.evaluate", *args, "progress=false"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_writes_the_report_and_is_deterministic(tmp_path):
+    bob = _bob_zip(tmp_path)
+    tasks = "tasks=[Tabletop/Push1-v0,Tabletop/Row3-v0]"
+    first = evaluate_cli(f"checkpoint={bob}", tasks, "trials=2", "deterministic=false", f"out={tmp_path / 'a'}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = evaluate_cli(f"checkpoint={bob}", tasks, "trials=2", "deterministic=false", f"out={tmp_path / 'b'}")
+    a = json.loads((tmp_path / "a" / "results.json").read_text())
+    b = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert a == b and set(a) == {"Tabletop/Push1-v0", "Tabletop/Row3-v0"}
+    assert a["Tabletop/Push1-v0"]["goals"] >= 2
+    assert "block push 1" in (tmp_path / "a" / "results.md").read_text()  # the paper's number beside ours
+    assert (tmp_path / "a" / "success.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["tasks=[Tabletop/Juggle-v0]"], "valid ids"),
+        (["checkpoint=/nonexistent/bob.zip"], "no checkpoint"),
+        (["run=/nonexistent/run"], "no run folder"),
+        (["trials=0"], "trials"),
+    ],
+)
+def test_bad_input_is_named(args, message, tmp_path):
+    if not any(a.startswith(("checkpoint=", "run=")) for a in args):
+        args = [f"checkpoint={_bob_zip(tmp_path)}", *args]
+    result = evaluate_cli(*args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_incompatible_checkpoint_says_so(tmp_path):
+    bob = _bob_zip(tmp_path, **{"env.max_objects": 4, "env.n_objects": 1})
+    result = evaluate_cli(f"checkpoint={bob}", "tasks=[Tabletop/Push8-v0]", "trials=1")
+    assert result.returncode == 2 and "object slots" in result.stderr
