@@ -161,8 +161,9 @@ class Collector:
         self.streams[game][agent] = []
 
     # -- hand-over to the learners --------------------------------------------------------------
-    def take_batches(self, gamma: float, gae_lambda: float) -> tuple[list[dict | None], dict | None]:
+    def take_batches(self, gamma: tuple[float, float], gae_lambda: tuple[float, float]) -> tuple[list[dict | None], dict | None]:
         """Per-agent batches with GAE advantages (None if empty) and the demonstrations.
+        ``gamma``/``gae_lambda``: (Alice's, Bob's).
 
         Open trajectories give all but their last transition, bootstrapped with the value of
         that last one, which stays for the next update.
@@ -173,7 +174,7 @@ class Collector:
                 if len(stream) > 1:
                     self._segments[agent].append((stream[:-1], stream[-1].value))
                     self.streams[game][agent] = stream[-1:]
-        batches = [self._batch(self._segments[a], gamma, gae_lambda) for a in AGENTS]
+        batches = [self._batch(self._segments[a], gamma[a], gae_lambda[a]) for a in AGENTS]
         self._segments = [[], []]
         demos = self._pending_demos
         self._pending_demos = []

@@ -173,7 +173,7 @@ class Trainer:
         stats = self.collector.collect(cfg.trainer.rollout_steps)
         collected = time.perf_counter()
         alice, bob = self.models
-        batches, demos = self.collector.take_batches(bob.gamma, bob.gae_lambda)
+        batches, demos = self.collector.take_batches((alice.gamma, bob.gamma), (alice.gae_lambda, bob.gae_lambda))
         self._store_demonstrations(demos)
         progress_remaining = max(0.0, 1.0 - self.counters["env_steps"] / cfg.trainer.total_steps)
         train_stats = {}
