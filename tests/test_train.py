@@ -130,3 +130,12 @@ def test_named_experiments_compose():
         assert OmegaConf.to_object(compose("config", overrides=["experiment=ablation_no_abc"])).abc.enabled is False
         assert OmegaConf.to_object(compose("config", overrides=["experiment=baseline_uniform"])).teacher.name == "uniform"
         assert OmegaConf.to_object(compose("config", overrides=["experiment=ablation_single_goal"])).game.max_goals == 1
+
+
+def test_light_holdout_evaluation_during_training_is_logged(tmp_path):
+    cfg = tiny_config(**{"trainer.total_steps": 256, "eval.every": 1, "eval.trials": 1, "eval.tasks": "[Tabletop/Stack2-v0]"})
+    trainer = Trainer(cfg, tmp_path)
+    row = trainer.train()
+    assert row["eval/Tabletop/Stack2-v0/success"] in (0.0, 1.0)
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0]
+    assert "eval/Tabletop/Stack2-v0/success" in header
