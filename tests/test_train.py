@@ -139,3 +139,10 @@ def test_light_holdout_evaluation_during_training_is_logged(tmp_path):
     assert row["eval/Tabletop/Stack2-v0/success"] in (0.0, 1.0)
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0]
     assert "eval/Tabletop/Stack2-v0/success" in header
+
+
+def test_game_video_is_written(tmp_path):
+    trainer = Trainer(tiny_config(**{"game.alice_steps": 5, "game.bob_steps_per_object": 5}), tmp_path)
+    path = trainer.record_video(max_steps=40)
+    trainer.close()
+    assert path.exists() and path.stat().st_size > 1000
