@@ -7,6 +7,7 @@ Arms (each a run folder under runs/learning/):
   selfplay_abc     the method (default config)
   uniform          teacher=uniform: Bob alone on hand-designed random goals, no Alice
   selfplay_no_abc  self-play without ABC (abc.enabled=false)
+  selfplay_abc_fast  the method with learning rate 1e-3 and minibatch 256 (a tuning arm, not default)
   sac_her          what a user would pick instead: SB3 SAC + HER trained directly on
                    Tabletop/Push1-v0 (continuous actions), same env-step budget
 Every arm is evaluated zero-shot with the same protocol (selfplay.evaluate) every
@@ -35,6 +36,8 @@ SELFPLAY_ARMS = {
     "selfplay_abc": [],
     "uniform": ["experiment=baseline_uniform"],
     "selfplay_no_abc": ["experiment=ablation_no_abc"],
+    # tuning: more and larger gradient steps per env step
+    "selfplay_abc_fast": ["alice.learning_rate=1e-3", "bob.learning_rate=1e-3", "alice.batch_size=256", "bob.batch_size=256"],
 }
 
 
@@ -162,7 +165,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600_000, help="env-step budget per arm")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--arms", nargs="+", default=[*SELFPLAY_ARMS, "sac_her"])
+    parser.add_argument("--arms", nargs="+", default=["selfplay_abc", "uniform", "selfplay_no_abc", "sac_her"])
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (each uses about one core)")
     parser.add_argument("--eval-every", type=int, default=61_440, help="env steps between holdout evaluations")
     parser.add_argument("--trials", type=int, default=20, help="episodes per task per evaluation")
