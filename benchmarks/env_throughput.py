@@ -65,7 +65,6 @@ def quiet_c_output():
 
 with quiet_c_output():
     import gymnasium
-    import numpy as np
     import panda_gym  # noqa: F401  (registers PandaPush-v3, PandaStack-v3)
     import pybullet
 

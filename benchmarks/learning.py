@@ -71,6 +71,7 @@ def run_sac(seed: int, steps: int, eval_every: int, trials: int) -> None:
                 learning_starts=1000, batch_size=256, train_freq=32, gradient_steps=1, gamma=0.98,
                 buffer_size=min(steps, 1_000_000), policy_kwargs={"net_arch": [256, 256]}, seed=seed, device="cpu")
     rows = []
+    keys = ("observation", "achieved_goal", "desired_goal")
     with open(folder / "metrics.csv", "w", newline="") as f:
         writer = None
         done = 0
@@ -80,7 +81,6 @@ def run_sac(seed: int, steps: int, eval_every: int, trials: int) -> None:
             model.learn(total_timesteps=chunk, reset_num_timesteps=False)
             done += chunk
             row = {"env_steps": done, "time/sps": chunk / (time.perf_counter() - start)}
-            keys = ("observation", "achieved_goal", "desired_goal")
             for task in TASKS:
                 act = lambda obs: model.predict({k: obs[k] for k in keys}, deterministic=True)[0]  # noqa: E731
                 result, _ = evaluate_task(act, task, trials, seed=seed)

@@ -18,12 +18,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from tabletop_env import TabletopEnv, make_task
+from tabletop_env import TabletopEnv
 from tabletop_env.objects import blocks
 from tabletop_env.state import objects_at_goal
 
 ALICE, BOB = 0, 1
-STRUCTURED_KEYS = ("robot", "objects", "goal", "mask")
 
 
 @dataclass
@@ -285,11 +284,11 @@ class SelfPlayGame(gym.Env):
     # -- the "uniform" teacher (METHOD.md section 7's no-curriculum baseline) ------------------
     def _make_uniform_tasks(self) -> list:
         n = self.n_objects
-        ids = {"push": f"Tabletop/Push{n}-v0", "pick_and_place": f"Tabletop/PickAndPlace{n}-v0", "stack": f"Tabletop/Stack{n}-v0"}
+        kinds = ("push", "pick_and_place", "stack")
         tasks = []
         for name in self.config.uniform_tasks:
-            if name not in ids:
-                raise ValueError(f"unknown uniform goal kind {name!r}; choose from {sorted(ids)}")
+            if name not in kinds:
+                raise ValueError(f"unknown uniform goal kind {name!r}; choose from {kinds}")
             if name == "stack" and n < 2:
                 continue  # one block cannot be stacked
             tasks.append(_generic_task(name, n))
@@ -308,4 +307,4 @@ def _generic_task(kind: str, n: int):
     return factory(n, f"uniform-{kind}{n}")
 
 
-__all__ = ["ALICE", "BOB", "GameConfig", "GoalResult", "SelfPlayGame", "make_task"]
+__all__ = ["ALICE", "BOB", "GameConfig", "GoalResult", "SelfPlayGame"]

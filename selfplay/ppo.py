@@ -76,7 +76,7 @@ class ABCPPO(PPO):
         entropy_losses, pg_losses, value_losses, clip_fractions, abc_losses = [], [], [], [], []
         approx_kl_divs: list[float] = []
         continue_training = True
-        for epoch in range(self.n_epochs):
+        for _ in range(self.n_epochs):
             approx_kl_divs = []
             for rollout_data in self.rollout_buffer.get(self.batch_size):
                 actions = rollout_data.actions

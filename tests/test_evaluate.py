@@ -68,6 +68,7 @@ def test_cli_writes_the_report_and_is_deterministic(tmp_path):
     first = evaluate_cli(f"checkpoint={bob}", tasks, "trials=2", "deterministic=false", f"out={tmp_path / 'a'}")
     assert first.returncode == 0, first.stderr[-2000:]
     second = evaluate_cli(f"checkpoint={bob}", tasks, "trials=2", "deterministic=false", f"out={tmp_path / 'b'}")
+    assert second.returncode == 0, second.stderr[-2000:]
     a = json.loads((tmp_path / "a" / "results.json").read_text())
     b = json.loads((tmp_path / "b" / "results.json").read_text())
     assert a == b and set(a) == {"Tabletop/Push1-v0", "Tabletop/Row3-v0"}

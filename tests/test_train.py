@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 import pytest
 from stable_baselines3 import PPO
 
