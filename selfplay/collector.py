@@ -65,7 +65,7 @@ class Collector:
         self.ready: list[list[Transition]] = [[], []]  # finished transitions with (agent, bootstrap)
         self._segments: list[list[tuple[list[Transition], float]]] = [[], []]
         self._pending_demos: list[dict] = []
-        self.opponents: list[tuple] = [(None, None)] * self.n_games  # (alice snapshot, bob snapshot)
+        self.opponents: list[tuple] = [(None, None)] * self.n_games  # (past Alice, past Bob) policies or None
         self.obs = venv.reset()
         for game in range(self.n_games):
             self._choose_opponents(game)
@@ -104,12 +104,11 @@ class Collector:
         actions = np.zeros((self.n_games, 6), dtype=np.int64)
         self._step_values = np.zeros(self.n_games)
         self._step_log_probs = np.zeros(self.n_games)
-        groups: dict[tuple, list[int]] = {}
+        groups: dict[int, tuple] = {}  # id(policy) -> (policy, games)
         for game, phase in enumerate(phases):
-            snapshot = self.opponents[game][phase]
-            groups.setdefault((phase, snapshot), []).append(game)
-        for (phase, snapshot), games in groups.items():
-            policy = self.models[phase].policy if snapshot is None else self.pool.policy(phase, snapshot)
+            policy = self.opponents[game][phase] or self.models[phase].policy
+            groups.setdefault(id(policy), (policy, []))[1].append(game)
+        for policy, games in groups.values():
             batch = {k: self.obs[k][games] for k in STRUCTURED_KEYS}
             actions[games], self._step_values[games], self._step_log_probs[games] = sample_actions(policy, batch)
         stats.steps[ALICE] += int((phases == ALICE).sum())

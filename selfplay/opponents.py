@@ -17,8 +17,9 @@ class OpponentPool:
     ``size`` kept, sampled uniformly.
 
     :meth:`draw` gives a new game its opponents: with probability ``probability`` one side
-    (Alice or Bob, equally likely) is a past snapshot, else both are the learning policies
-    (``(None, None)``). Only the learning side of a game is trained.
+    (Alice or Bob, equally likely) is a policy holding a past snapshot, else both are the
+    learning policies (``(None, None)``). Only the learning side of a game is trained. A game
+    keeps its snapshot policy until it ends, even if the pool has dropped that snapshot since.
     """
 
     def __init__(self, templates: tuple[BasePolicy, BasePolicy], probability: float = 0.2, size: int = 10, every: int = 5) -> None:
@@ -44,13 +45,14 @@ class OpponentPool:
         self._policies = {key: p for key, p in self._policies.items() if key in live}
         return True
 
-    def draw(self, rng: np.random.Generator) -> tuple[int | None, int | None]:
-        """Opponents for a new game: (Alice snapshot id or None, Bob snapshot id or None)."""
+    def draw(self, rng: np.random.Generator) -> tuple[BasePolicy | None, BasePolicy | None]:
+        """Opponents for a new game: (past Alice or None, past Bob or None)."""
         if not self.snapshots[ALICE] or rng.random() >= self.probability:
             return (None, None)
         side = int(rng.integers(2))
         snapshot_id = self.snapshots[side][int(rng.integers(len(self.snapshots[side])))][0]
-        return (snapshot_id, None) if side == ALICE else (None, snapshot_id)
+        policy = self.policy(side, snapshot_id)
+        return (policy, None) if side == ALICE else (None, policy)
 
     def policy(self, agent: int, snapshot_id: int) -> BasePolicy:
         """A policy holding the weights of snapshot ``snapshot_id`` of ``agent`` (cached)."""

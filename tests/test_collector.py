@@ -51,12 +51,27 @@ def test_snapshot_games_train_only_the_learning_side(tmp_path, probability):
     trainer = Trainer(tiny_config(**{"pool.probability": probability, "pool.every": 1}), tmp_path)
     trainer.pool.maybe_snapshot(1, (trainer.models[0].policy, trainer.models[1].policy))
     collector = trainer.collector
+    past_alice = trainer.pool.policy(0, 0)
     for game in range(collector.n_games):
-        collector.opponents[game] = (0, None)  # a past Alice everywhere: only Bob learns
+        collector.opponents[game] = (past_alice, None)  # a past Alice everywhere: only Bob learns
     collector._choose_opponents = lambda game: None  # keep that for the games that follow
     stats = collector.collect(256)
     batches, _ = collector.take_batches((0.99, 0.99), (0.95, 0.95))
     kept_alice = sum(len(game[0]) for game in collector.streams)
     assert batches[0] is None and kept_alice == 0
     assert stats.steps[0] > 0  # the past Alice did play
+    trainer.close()
+
+
+def test_games_keep_their_snapshot_after_the_pool_drops_it(tmp_path):
+    trainer = Trainer(tiny_config(**{"pool.probability": 1.0, "pool.every": 1, "pool.size": 1}), tmp_path)
+    policies = (trainer.models[0].policy, trainer.models[1].policy)
+    trainer.pool.maybe_snapshot(1, policies)
+    collector = trainer.collector
+    for game in range(collector.n_games):
+        collector._choose_opponents(game)
+    assert all(any(p is not None for p in pair) for pair in collector.opponents)
+    trainer.pool.maybe_snapshot(2, policies)  # evicts the snapshot those games play against
+    trainer.pool.maybe_snapshot(3, policies)
+    collector.collect(128)  # must not fail
     trainer.close()
