@@ -116,7 +116,9 @@ def read_curves() -> dict[str, list[dict]]:
     for metrics in sorted(OUT.glob("*-s*/metrics.csv")):
         with open(metrics) as f:
             rows = [r for r in csv.DictReader(f) if r.get(f"eval/{TASKS[0]}/success") not in (None, "", "nan")]
-        curves[metrics.parent.name] = rows
+        # A resumed run logs again from its last checkpoint: the later row for a step wins.
+        by_step = {int(float(r["env_steps"])): r for r in rows}
+        curves[metrics.parent.name] = [by_step[k] for k in sorted(by_step)]
     return curves
 
 
