@@ -228,10 +228,9 @@ class TabletopEnv(gym.Env):
         return obs, self._info(self._at_goal())
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
-        action = np.asarray(action, dtype=float)
-        if action.shape != (6,):
-            raise ValueError(f"action must have shape (6,), got {action.shape}")
-        values = action.tolist()
+        values = np.asarray(action).tolist()
+        if len(values) != 6 or not isinstance(values[0], (int, float)):
+            raise ValueError(f"action must have shape (6,), got {np.shape(action)}")
         if not math.isfinite(sum(values)):
             raise ValueError(f"action contains NaN or inf: {action}")
         if self._sim_error is not None:
@@ -443,10 +442,13 @@ class TabletopEnv(gym.Env):
             tool = (0.0, 0.0, 0.0)
         self._tool_position = tool
         r = pybullet.getMatrixFromQuaternion(link[5])
-        contact = [0.0] * n
-        for point in pybullet.getContactPoints(bodyA=robot.body, physicsClientId=c):
-            if point[3] in Panda.FINGER_LINKS and point[2] in self._object_index:
-                contact[self._object_index[point[2]]] = 1.0
+        # Finger contact per object: one query per object, which skips the (many) contact
+        # points between the gripper and the table.
+        contacts, fingers, body = pybullet.getContactPoints, Panda.FINGER_LINKS, robot.body
+        contact = [
+            1.0 if any(point[4] in fingers for point in contacts(bodyA=obj, bodyB=body, physicsClientId=c)) else 0.0
+            for obj in self._object_ids
+        ]
         tx, ty, tz = tool
         rows, differences = [], []
         for p, v, g, touching in zip(self._pose_rows, self._velocity_rows, self._goal_rows, contact):

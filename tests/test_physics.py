@@ -11,7 +11,8 @@ SECOND = 25  # env steps (0.04 s each)
 def test_untouched_block_stays_put_for_5_seconds():
     env = TabletopEnv(task="Tabletop/Push1-v0", max_episode_steps=10_000)
     for seed in range(3):
-        env.reset(seed=seed)
+        obs, _ = env.reset(seed=seed)
+        assert obs["objects"][0, -1] == 0.0  # untouched: no finger contact
         start = env.object_poses()[0]
         hold_still(env, 5 * SECOND)
         moved = np.linalg.norm(env.object_poses()[0, :3] - start[:3])
@@ -28,6 +29,7 @@ def test_scripted_grasp_lifts_and_holds_a_block_for_2_seconds():
         hold_still(env, 2 * SECOND, opening=-1.0)
         held = env.object_poses()[0]
         assert lifted[2] > start[2] + 0.15, f"seed {seed}: block not lifted ({lifted[2]:.3f} m)"
+        assert env.refresh()["objects"][0, -1] == 1.0  # the finger-contact feature sees the grasp
         assert np.linalg.norm(held[:3] - lifted[:3]) < 0.01, f"seed {seed}: block slipped"
 
 
