@@ -26,6 +26,7 @@ import numpy as np
 os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+from selfplay.policies import sample_actions  # noqa: E402
 from tabletop_env import TabletopEnv, list_tasks, make_task  # noqa: E402
 
 #: Zero-shot success (%) reported in the paper (METHOD.md section 6) for tasks that match ours.
@@ -96,8 +97,6 @@ class BobPolicy:
                 )
 
     def __call__(self, obs: dict) -> np.ndarray:
-        from selfplay.policies import sample_actions
-
         batch = {k: v[None] for k, v in obs.items()}
         actions, _, _ = sample_actions(self.model.policy, batch, deterministic=self.deterministic)
         return self.values[actions[0]]

@@ -133,6 +133,7 @@ class Trainer:
         space = agent_observation_space(self.venv.observation_space)
         self.models = (build_model(cfg, ALICE, space, self.venv.action_space), build_model(cfg, BOB, space, self.venv.action_space))
         self.pool = OpponentPool(
+            # untrained copies as templates: a trained policy cannot be deep-copied (autograd state)
             (build_model(cfg, ALICE, space, self.venv.action_space).policy, build_model(cfg, BOB, space, self.venv.action_space).policy),
             probability=cfg.pool.probability if cfg.teacher.name == "selfplay" else 0.0,
             size=cfg.pool.size,
@@ -292,7 +293,7 @@ class Trainer:
             dir=str(self.run_dir),
             id=self.counters.get("wandb_id") or None,
             resume="allow",
-            config=_plain(self.cfg),
+            config=asdict(self.cfg),
         )
         self.counters["wandb_id"] = run.id
         return run
@@ -363,15 +364,6 @@ class Trainer:
         if self._wandb is not None:
             self._wandb.finish()
             self._wandb = None
-
-
-def _plain(cfg: Config) -> dict:
-    try:
-        return asdict(cfg)
-    except TypeError:
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_container(cfg, resolve=True)
 
 
 class _Progress:
