@@ -24,13 +24,25 @@ class EnvConfig:
     max_objects: int = 8  # padding of object arrays; 8 lets Bob run every holdout task
     placement_low: list[float] = field(default_factory=lambda: [-0.2, -0.25])  # (x, y) m, placement area corner
     placement_high: list[float] = field(default_factory=lambda: [0.2, 0.25])  # (x, y) m, opposite corner
+    home_tool_position: list[float] = field(default_factory=lambda: [-0.05, 0.0, 0.15])  # (x, y, z) m, tool at reset
     action_bins: int = 11  # discrete actions per dimension
 
     def __post_init__(self) -> None:
         _require(1 <= self.n_objects <= self.max_objects <= 8, "env.n_objects", f"need 1 <= n_objects <= max_objects <= 8, got {self.n_objects}, {self.max_objects}")
         _require(len(self.placement_low) == 2 and len(self.placement_high) == 2, "env.placement_low/high", "need two numbers (x, y)")
         _require(all(a < b for a, b in zip(self.placement_low, self.placement_high)), "env.placement_low", "must be below placement_high")
+        _require(len(self.home_tool_position) == 3 and 0.02 <= self.home_tool_position[2] <= 0.4,
+                 "env.home_tool_position", f"need (x, y, z) with z in [0.02, 0.4] m, got {list(self.home_tool_position)}")
         _require(self.action_bins >= 2, "env.action_bins", f"need at least 2, got {self.action_bins}")
+
+    def workspace(self) -> dict:
+        """The :class:`tabletop_env.TabletopEnv` arguments that define where the game is played
+        (placement area, reset pose); the holdout evaluation uses the same ones."""
+        return {
+            "placement_low": tuple(self.placement_low),
+            "placement_high": tuple(self.placement_high),
+            "home_tool_position": tuple(self.home_tool_position),
+        }
 
 
 @dataclass
@@ -202,7 +214,9 @@ class EvaluateConfig:
     video: bool = False  # record the first trial of each task
     out: str | None = None  # report folder (default: see run / checkpoint)
     progress: bool = True  # a progress bar
+    workspace: str = "run"  # run: the training run's placement area and reset pose; default: TabletopEnv's
 
     def __post_init__(self) -> None:
         _require(self.trials >= 1, "trials", f"must be >= 1, got {self.trials}")
+        _require(self.workspace in ("run", "default"), "workspace", f"must be 'run' or 'default', got {self.workspace!r}")
         _require(bool(self.run) != bool(self.checkpoint), "run/checkpoint", "give exactly one of run=<run folder> or checkpoint=<bob zip>")

@@ -8,7 +8,8 @@ fixed-layout tasks: stacks, arrangements), ending at the first failure (timeout,
 table). Success rate = successes / goals attempted, with a 95 % Wilson interval. Writes
 ``eval/results.json``, ``eval/results.md`` and ``eval/success.png`` into the run folder (or next
 to the checkpoint), logs them to wandb when the run has a wandb run, and can record a video per
-task. Deterministic for a given ``seed``.
+task. Deterministic for a given ``seed``. The tasks run in the training run's workspace
+(placement area, tool start; ``workspace=default`` for :class:`TabletopEnv`'s), stated in the report.
 """
 
 from __future__ import annotations
@@ -112,16 +113,19 @@ def evaluate_task(
     record: bool = False,
     progress: Callable[[], None] | None = None,
     max_objects: int = 8,
+    env_kwargs: dict | None = None,
 ) -> tuple[TaskResult, list[np.ndarray]]:
     """Run ``trials`` episodes of ``task_id`` with ``act(obs) -> continuous action (6,)``.
 
-    Returns the result and, when ``record``, the frames of the first trial.
+    ``env_kwargs``: the workspace (placement area, reset pose; see ``EnvConfig.workspace``),
+    default: :class:`TabletopEnv`'s. Returns the result and, when ``record``, the frames of the
+    first trial.
     """
     task = make_task(task_id)
     if len(task.objects) > max_objects:
         raise ValueError(f"{task_id} has {len(task.objects)} objects but the checkpoint has {max_objects} object slots")
     env = TabletopEnv(task=task, max_objects=max_objects, terminate_on_success=False, max_episode_steps=2**62,
-                      render_mode="rgb_array" if record else None)
+                      render_mode="rgb_array" if record else None, **(env_kwargs or {}))
     if check is not None:
         check(env, task_id)
     if hasattr(act, "bind"):  # scripted players (tests) may need the env itself
@@ -181,6 +185,21 @@ def resolve_tasks(tasks: Sequence[str] | None) -> list[str]:
     return list(tasks)
 
 
+def run_workspace(checkpoint_path: Path) -> dict | None:
+    """The workspace (``EnvConfig.workspace``) of the run a Bob zip belongs to, read from the run
+    folder's ``config.yaml`` (``<run>/checkpoints/<step>/bob.zip``); None for a loose zip."""
+    from omegaconf import OmegaConf
+
+    from selfplay.config import EnvConfig
+
+    for folder in checkpoint_path.resolve().parents[:3]:
+        if (folder / "config.yaml").is_file() and (folder / "checkpoints").is_dir():
+            saved = OmegaConf.load(folder / "config.yaml").get("env", {})
+            env = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EnvConfig), saved))
+            return env.workspace()
+    return None
+
+
 def load_bob(run: str | None, checkpoint: str | None):
     """Bob's SB3 model from a run folder (latest checkpoint) or a zip; plain errors otherwise."""
     from stable_baselines3 import PPO
@@ -198,12 +217,18 @@ def load_bob(run: str | None, checkpoint: str | None):
         raise ValueError(f"{path} is not a loadable SB3 checkpoint: {error}") from None
 
 
-def write_report(results: list[TaskResult], out: Path, title: str) -> dict[str, Path]:
-    """``results.json``, ``results.md`` (ours next to the paper's) and ``success.png``."""
+def write_report(results: list[TaskResult], out: Path, title: str, workspace: dict | None = None) -> dict[str, Path]:
+    """``results.json``, ``results.md`` (ours next to the paper's) and ``success.png``.
+    ``workspace``: the env arguments the tasks ran with (None: :class:`TabletopEnv`'s defaults)."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({r.task: asdict(r) for r in results}, indent=2))
+    workspace_text = describe_workspace(workspace)
+    (out / "results.json").write_text(
+        json.dumps({r.task: {**asdict(r), "workspace": workspace_text} for r in results}, indent=2)
+    )
     lines = [
         f"# Zero-shot holdout evaluation: {title}",
+        "",
+        f"Workspace: {workspace_text}.",
         "",
         "| task | success | 95 % CI | goals | trials | mean steps to success | published (paper) |",
         "|---|---:|---|---:|---:|---:|---|",
@@ -225,6 +250,18 @@ def write_report(results: list[TaskResult], out: Path, title: str) -> dict[str, 
     (out / "results.md").write_text("\n".join(lines) + "\n")
     _plot(results, out / "success.png", title)
     return {"json": out / "results.json", "md": out / "results.md", "png": out / "success.png"}
+
+
+def describe_workspace(workspace: dict | None) -> str:
+    """One line: placement area and reset pose of the tool, in metres."""
+    from inspect import signature
+
+    defaults = {k: v.default for k, v in signature(TabletopEnv.__init__).parameters.items()}
+    w = {key: (workspace or {}).get(key, defaults[key]) for key in ("placement_low", "placement_high", "home_tool_position")}
+    fmt = lambda values: "(" + ", ".join(f"{v:g}" for v in values) + ")"  # noqa: E731
+    low, high = w["placement_low"], w["placement_high"]
+    size = f"{100 * (high[0] - low[0]):.0f} x {100 * (high[1] - low[1]):.0f} cm"
+    return f"placement area {fmt(low)}-{fmt(high)} m ({size}), tool starts at {fmt(w['home_tool_position'])} m"
 
 
 def _plot(results: list[TaskResult], path: Path, title: str) -> None:
@@ -259,17 +296,18 @@ def run_evaluation(cfg) -> list[TaskResult]:
     model, path = load_bob(cfg.run, cfg.checkpoint)
     bob = BobPolicy(model, deterministic=cfg.deterministic)
     slots = model.observation_space["mask"].shape[0]
+    workspace = run_workspace(path) if cfg.workspace == "run" else None
     out = Path(cfg.out) if cfg.out else (Path(cfg.run) / "eval" if cfg.run else path.parent / "eval")
     results, videos = [], {}
     with tqdm(total=len(tasks) * cfg.trials, desc="zero-shot eval", unit="trial", disable=not cfg.progress) as bar:
         for task_id in tasks:
             bar.set_postfix_str(task_id)
             result, frames = evaluate_task(bob, task_id, cfg.trials, seed=cfg.seed, check=bob.check, record=cfg.video,
-                                           progress=bar.update, max_objects=slots)
+                                           progress=bar.update, max_objects=slots, env_kwargs=workspace)
             results.append(result)
             if frames:
                 videos[task_id] = _save_video(frames, out / "videos" / f"{task_id.split('/')[-1]}.mp4")
-    files = write_report(results, out, title=str(path))
+    files = write_report(results, out, title=str(path), workspace=workspace)
     if cfg.run:
         _log_to_wandb(Path(cfg.run), results, files, videos)
     print((out / "results.md").read_text())

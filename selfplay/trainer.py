@@ -44,7 +44,7 @@ def make_game(cfg: Config, seed: int, render_mode: str | None = None) -> SelfPla
     game = SelfPlayGame(
         n_objects=cfg.env.n_objects,
         config=game_config(cfg),
-        env_kwargs={"placement_low": tuple(cfg.env.placement_low), "placement_high": tuple(cfg.env.placement_high)},
+        env_kwargs=cfg.env.workspace(),
         bins=cfg.env.action_bins,
         max_objects=cfg.env.max_objects,
         render_mode=render_mode,
@@ -208,7 +208,8 @@ class Trainer:
         bob = BobPolicy(self.models[BOB], deterministic=True)
         out = {}
         for task_id in self.cfg.eval.tasks:
-            result, _ = evaluate_task(bob, task_id, self.cfg.eval.trials, seed=self.cfg.seed, max_objects=self.cfg.env.max_objects)
+            result, _ = evaluate_task(bob, task_id, self.cfg.eval.trials, seed=self.cfg.seed,
+                                      max_objects=self.cfg.env.max_objects, env_kwargs=self.cfg.env.workspace())
             out[f"eval/{task_id}/success"] = result.success_rate
         return out
 

@@ -84,6 +84,7 @@ def test_cli_writes_the_report_and_is_deterministic(tmp_path):
         (["checkpoint=/nonexistent/bob.zip"], "no checkpoint"),
         (["run=/nonexistent/run"], "no run folder"),
         (["trials=0"], "trials"),
+        (["workspace=mine"], "workspace"),
     ],
 )
 def test_bad_input_is_named(args, message, tmp_path):
@@ -97,3 +98,50 @@ def test_incompatible_checkpoint_says_so(tmp_path):
     bob = _bob_zip(tmp_path, **{"env.max_objects": 4, "env.n_objects": 1})
     result = evaluate_cli(f"checkpoint={bob}", "tasks=[Tabletop/Push8-v0]", "trials=1")
     assert result.returncode == 2 and "object slots" in result.stderr
+
+
+class PoseRecorder:
+    """Stands still and records where objects and goals are (x, y) at every step."""
+
+    def bind(self, env):
+        self.env, self.xy = env, []
+
+    def __call__(self, obs):
+        n = self.env.n_objects
+        self.xy += [obs["achieved_goal"].reshape(-1, 7)[:n, :2], self.env.goal[:, :2]]
+        return np.array([0, 0, 0, 0, 0, 1.0])
+
+
+SMALL = {"placement_low": (-0.12, -0.05), "placement_high": (0.0, 0.05), "home_tool_position": (-0.05, 0.0, 0.06)}
+
+
+def test_tasks_run_in_the_given_workspace():
+    recorder = PoseRecorder()
+    evaluate_task(recorder, "Tabletop/Push2-v0", trials=4, env_kwargs=SMALL)
+    xy = np.concatenate(recorder.xy)
+    assert np.all(xy >= np.array(SMALL["placement_low"]) - 0.01) and np.all(xy <= np.array(SMALL["placement_high"]) + 0.01)
+    assert recorder.env.home_tool_position == SMALL["home_tool_position"]
+    evaluate_task(recorder, "Tabletop/Push2-v0", trials=4)  # the default area is larger
+    xy = np.concatenate(recorder.xy)
+    assert np.any(xy < np.array(SMALL["placement_low"])) or np.any(xy > np.array(SMALL["placement_high"]))
+
+
+def test_a_run_is_evaluated_in_its_own_workspace(tmp_path):
+    from selfplay.evaluate import run_workspace
+    from omegaconf import OmegaConf
+
+    from selfplay.trainer import Trainer, save_config
+
+    overrides = {f"env.{key}": "[" + ",".join(map(str, value)) + "]" for key, value in SMALL.items()}
+    cfg = tiny_config(**overrides, **{"trainer.total_steps": 256})
+    (tmp_path / "run").mkdir()
+    save_config(OmegaConf.to_yaml(cfg), tmp_path / "run")
+    Trainer(cfg, tmp_path / "run").train()
+    assert run_workspace(next((tmp_path / "run" / "checkpoints").glob("step-*")) / "bob.zip") == cfg.env.workspace()
+    assert run_workspace(_bob_zip(tmp_path)) is None  # a loose zip: the default workspace
+    for workspace, expected in [("run", "(-0.12, -0.05)-(0, 0.05)"), ("default", "(-0.2, -0.25)-(0.2, 0.25)")]:
+        result = evaluate_cli(f"run={tmp_path / 'run'}", "tasks=[Tabletop/Push1-v0]", "trials=1", f"workspace={workspace}")
+        assert result.returncode == 0, result.stderr[-2000:]
+        report = json.loads((tmp_path / "run" / "eval" / "results.json").read_text())
+        assert expected in report["Tabletop/Push1-v0"]["workspace"]
+        assert expected in (tmp_path / "run" / "eval" / "results.md").read_text()

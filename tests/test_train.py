@@ -105,6 +105,7 @@ def test_a_killed_run_loses_at_most_one_checkpoint_interval(tmp_path):
         ("experiment=nonexistent", "experiment"),
         ("resume=/nonexistent/run", "resume"),
         ("trainer.n_games=two", "n_games"),
+        ("env.home_tool_position=[0,0,-1]", "env.home_tool_position"),
     ],
 )
 def test_bad_config_stops_at_once_with_a_message_naming_it(override, message, tmp_path):
