@@ -45,7 +45,10 @@ MAX_GOALS = 5
 @dataclass
 class TaskResult:
     """One task's outcome. ``success_rate`` = successes / goals; ``ci_low``/``ci_high``: 95 %
-    Wilson interval; ``mean_steps_to_success``: env steps per solved goal (NaN if none)."""
+    Wilson interval; ``mean_steps_to_success``: env steps per solved goal (NaN if none);
+    ``mean_start_distance`` / ``mean_final_distance``: object position error (m, mean over the
+    objects) when each goal was set and when its turn ended, averaged over goals: progress that
+    shows before any goal is solved."""
 
     task: str
     trials: int
@@ -57,6 +60,8 @@ class TaskResult:
     mean_steps_to_success: float
     steps: int = 0
     failures: dict = field(default_factory=dict)  # reason -> count
+    mean_start_distance: float = float("nan")
+    mean_final_distance: float = float("nan")
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -133,6 +138,8 @@ def evaluate_task(
     goals_per_episode = 1 if task.fixed_layout else max_goals
     goals = successes = total_steps = 0
     steps_to_success: list[int] = []
+    start_distances: list[float] = []
+    final_distances: list[float] = []
     failures: dict[str, int] = {}
     frames: list[np.ndarray] = []
     for trial in range(trials):
@@ -144,6 +151,7 @@ def evaluate_task(
                 env.set_goal(goal.poses, goal.held_object)
                 obs = env.refresh()
             goals += 1
+            start_distances.append(position_error(env, obs))
             outcome = "timeout"
             for step in range(task.max_episode_steps):
                 obs, _, terminated, _, info = env.step(act(obs))
@@ -156,6 +164,7 @@ def evaluate_task(
                 if terminated:
                     outcome = "sim_error" if info["sim_error"] else "off_table"
                     break
+            final_distances.append(position_error(env, obs))
             if outcome == "success":
                 successes += 1
                 steps_to_success.append(step + 1)
@@ -169,9 +178,16 @@ def evaluate_task(
     result = TaskResult(
         task=task_id, trials=trials, goals=goals, successes=successes, success_rate=successes / goals if goals else 0.0,
         ci_low=low, ci_high=high, mean_steps_to_success=float(np.mean(steps_to_success)) if steps_to_success else float("nan"),
-        steps=total_steps, failures=failures,
+        steps=total_steps, failures=failures, mean_start_distance=float(np.mean(start_distances)) if goals else float("nan"),
+        mean_final_distance=float(np.mean(final_distances)) if goals else float("nan"),
     )
     return result, frames
+
+
+def position_error(env: TabletopEnv, obs: dict) -> float:
+    """Mean distance (m) between the objects' positions and their goal positions."""
+    achieved = obs["achieved_goal"].reshape(-1, 7)[: env.n_objects, :3]
+    return float(np.linalg.norm(achieved - env.goal[:, :3], axis=1).mean())
 
 
 def resolve_tasks(tasks: Sequence[str] | None) -> list[str]:
@@ -230,8 +246,8 @@ def write_report(results: list[TaskResult], out: Path, title: str, workspace: di
         "",
         f"Workspace: {workspace_text}.",
         "",
-        "| task | success | 95 % CI | goals | trials | mean steps to success | published (paper) |",
-        "|---|---:|---|---:|---:|---:|---|",
+        "| task | success | 95 % CI | goals | trials | mean steps to success | object-goal distance, start -> end (cm) | published (paper) |",
+        "|---|---:|---|---:|---:|---:|---|---|",
     ]
     for r in results:
         published = PUBLISHED.get(r.task)
@@ -239,7 +255,7 @@ def write_report(results: list[TaskResult], out: Path, title: str, workspace: di
         steps = "—" if math.isnan(r.mean_steps_to_success) else f"{r.mean_steps_to_success:.0f}"
         lines.append(
             f"| {r.task} | {100 * r.success_rate:.1f} % | {100 * r.ci_low:.1f}-{100 * r.ci_high:.1f} % | {r.goals} | "
-            f"{r.trials} | {steps} | {paper} |"
+            f"{r.trials} | {steps} | {100 * r.mean_start_distance:.1f} -> {100 * r.mean_final_distance:.1f} | {paper} |"
         )
     lines += [
         "",

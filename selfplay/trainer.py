@@ -211,6 +211,7 @@ class Trainer:
             result, _ = evaluate_task(bob, task_id, self.cfg.eval.trials, seed=self.cfg.seed,
                                       max_objects=self.cfg.env.max_objects, env_kwargs=self.cfg.env.workspace())
             out[f"eval/{task_id}/success"] = result.success_rate
+            out[f"eval/{task_id}/distance"] = result.mean_final_distance
         return out
 
     def _store_demonstrations(self, demos: dict | None) -> None:
@@ -266,7 +267,7 @@ class Trainer:
             for key in PPO_STATS:
                 row[f"{name}/{key}"] = train_stats.get(f"{name}/{key}", float("nan"))
         if self.cfg.eval.every:
-            row.update({f"eval/{task}/success": float("nan") for task in self.cfg.eval.tasks})
+            row.update({f"eval/{task}/{key}": float("nan") for task in self.cfg.eval.tasks for key in ("success", "distance")})
         return row
 
     def _open_logs(self) -> None:

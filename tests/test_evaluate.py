@@ -41,11 +41,13 @@ def test_multi_goal_episodes_count_goals_until_the_first_failure():
     solved, _ = evaluate_task(Oracle(), "Tabletop/Push1-v0", trials=3)
     assert (solved.goals, solved.successes, solved.success_rate) == (15, 15, 1.0)  # 5 goals each
     assert solved.mean_steps_to_success == 1.0
+    assert solved.mean_final_distance < 0.005 < 0.04 < solved.mean_start_distance  # goals are apart
     stacked, _ = evaluate_task(Oracle(), "Tabletop/Stack2-v0", trials=3)
     assert stacked.goals == 3  # fixed layout: one goal per episode
     failed, _ = evaluate_task(idle, "Tabletop/Push1-v0", trials=2)
     assert (failed.goals, failed.successes, failed.failures) == (2, 0, {"timeout": 2})
     assert failed.steps == 2 * 200  # the task's timeout
+    assert failed.mean_final_distance == pytest.approx(failed.mean_start_distance, abs=0.005)  # nothing moved
 
 
 def _bob_zip(tmp_path, **overrides) -> Path:

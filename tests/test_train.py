@@ -138,7 +138,8 @@ def test_light_holdout_evaluation_during_training_is_logged(tmp_path):
     row = trainer.train()
     assert row["eval/Tabletop/Stack2-v0/success"] in (0.0, 1.0)
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0]
-    assert "eval/Tabletop/Stack2-v0/success" in header
+    assert "eval/Tabletop/Stack2-v0/success" in header and "eval/Tabletop/Stack2-v0/distance" in header
+    assert 0 <= row["eval/Tabletop/Stack2-v0/distance"] < 1  # metres
 
 
 def test_game_video_is_written(tmp_path):
