@@ -1,18 +1,19 @@
 """Does self-play learn? Holdout success against env steps for four arms, same budget and seeds.
 
-    python benchmarks/learning.py --steps 600000 --seeds 0 --jobs 2       # ~1 h on 2 cores
+    python benchmarks/learning.py --steps 1000000 --seeds 0 --jobs 2      # ~1-2 h on 2 cores
     python benchmarks/learning.py --report-only                           # redo plot + table
 
-Arms (each a run folder under runs/learning/):
+Arms (each a run folder under --out, default runs/learning/), all on the default config of
+conf/config.yaml plus --set overrides (same workspace, budget and seeds):
   selfplay_abc     the method (default config)
   uniform          teacher=uniform: Bob alone on hand-designed random goals, no Alice
   selfplay_no_abc  self-play without ABC (abc.enabled=false)
-  selfplay_abc_fast  the method with learning rate 1e-3 and minibatch 256 (a tuning arm, not default)
   sac_her          what a user would pick instead: SB3 SAC + HER trained directly on
-                   Tabletop/Push1-v0 (continuous actions), same env-step budget
-Every arm is evaluated zero-shot with the same protocol (selfplay.evaluate) every
---eval-every env steps on Push1 and PickAndPlace1. Writes runs/learning/learning.png and
-runs/learning/learning.md (copy them into benchmarks/ to keep them).
+                   Tabletop/Push1-v0 (continuous actions) in the same workspace, same env-step budget
+Every arm is evaluated zero-shot with the same protocol (selfplay.evaluate, in the config's
+workspace) every --eval-every env steps on Push1 and PickAndPlace1; a uniformly random Bob is
+drawn as a reference. Writes <out>/learning.png and <out>/learning.md (copy them into
+benchmarks/ to keep them).
 """
 
 from __future__ import annotations
@@ -30,27 +31,39 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "runs" / "learning"
 TASKS = ["Tabletop/Push1-v0", "Tabletop/PickAndPlace1-v0"]
 SELFPLAY_ARMS = {
     "selfplay_abc": [],
-    "uniform": ["experiment=baseline_uniform"],
-    "selfplay_no_abc": ["experiment=ablation_no_abc"],
-    # tuning: more and larger gradient steps per env step
-    "selfplay_abc_fast": ["alice.learning_rate=1e-3", "bob.learning_rate=1e-3", "alice.batch_size=256", "bob.batch_size=256"],
+    "uniform": ["teacher=uniform"],
+    "selfplay_no_abc": ["abc.enabled=false"],
 }
 
 
-def selfplay_command(arm: str, seed: int, steps: int, eval_every_updates: int, trials: int) -> list[str]:
+def compose(overrides: list[str]):
+    """The validated training config for ``overrides`` (as ``selfplay.train`` would build it)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from selfplay.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return OmegaConf.to_object(hydra_compose("config", overrides=overrides))
+
+
+def selfplay_command(arm: str, seed: int, args) -> list[str]:
+    overrides = [*args.set, *SELFPLAY_ARMS[arm]]
+    rollout = compose(overrides).trainer.rollout_steps
     tasks = "[" + ",".join(TASKS) + "]"
     return [
-        sys.executable, "-m", "selfplay.train", *SELFPLAY_ARMS[arm], f"seed={seed}", f"trainer.total_steps={steps}",
-        f"eval.every={eval_every_updates}", f"eval.trials={trials}", f"eval.tasks={tasks}", "logger.progress=lines",
-        "trainer.checkpoint_every=20", f"hydra.run.dir={OUT / f'{arm}-s{seed}'}", f"name={arm}",
+        sys.executable, "-m", "selfplay.train", *overrides, f"seed={seed}", f"trainer.total_steps={args.steps}",
+        f"eval.every={max(1, args.eval_every // rollout)}", f"eval.trials={args.trials}", f"eval.tasks={tasks}",
+        "logger.progress=lines", "trainer.checkpoint_every=50", f"hydra.run.dir={args.out / f'{arm}-s{seed}'}", f"name={arm}",
     ]
 
 
-def run_sac(seed: int, steps: int, eval_every: int, trials: int) -> None:
+def run_sac(seed: int, args) -> None:
     """SAC + HER on Push1, evaluated with the same protocol; writes metrics.csv like the trainer."""
     import gymnasium as gym
     import torch as th
@@ -60,10 +73,12 @@ def run_sac(seed: int, steps: int, eval_every: int, trials: int) -> None:
     from selfplay.evaluate import evaluate_task
 
     th.set_num_threads(1)
-    folder = OUT / f"sac_her-s{seed}"
+    steps, eval_every, trials = args.steps, args.eval_every, args.trials
+    workspace = compose(args.set).env.workspace()
+    folder = args.out / f"sac_her-s{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     # The goal-env keys only (the structured keys repeat the same numbers).
-    env = FilterObservation(gym.make("Tabletop/Push1-v0"), ["observation", "achieved_goal", "desired_goal"])
+    env = FilterObservation(gym.make("Tabletop/Push1-v0", **workspace), ["observation", "achieved_goal", "desired_goal"])
     # One gradient step per 32 env steps: at SAC's default of one per step, a gradient step
     # (~80 ms on this CPU) would make the budget take ~10 hours.
     model = SAC("MultiInputPolicy", env, replay_buffer_class=HerReplayBuffer,
@@ -83,7 +98,7 @@ def run_sac(seed: int, steps: int, eval_every: int, trials: int) -> None:
             row = {"env_steps": done, "time/sps": chunk / (time.perf_counter() - start)}
             for task in TASKS:
                 act = lambda obs: model.predict({k: obs[k] for k in keys}, deterministic=True)[0]  # noqa: E731
-                result, _ = evaluate_task(act, task, trials, seed=seed)
+                result, _ = evaluate_task(act, task, trials, seed=seed, env_kwargs=workspace)
                 row[f"eval/{task}/success"] = result.success_rate
             rows.append(row)
             if writer is None:
@@ -97,12 +112,13 @@ def run_sac(seed: int, steps: int, eval_every: int, trials: int) -> None:
 
 def launch(job: tuple, args) -> str:
     arm, seed = job
-    log = OUT / f"{arm}-s{seed}.log"
+    log = args.out / f"{arm}-s{seed}.log"
     if arm == "sac_her":
         command = [sys.executable, str(Path(__file__)), "--sac-only", "--steps", str(args.steps), "--seeds", str(seed),
-                   "--eval-every", str(args.eval_every), "--trials", str(args.trials)]
+                   "--eval-every", str(args.eval_every), "--trials", str(args.trials), "--out", str(args.out),
+                   "--set", *args.set]
     else:
-        command = selfplay_command(arm, seed, args.steps, max(1, args.eval_every // 2048), args.trials)
+        command = selfplay_command(arm, seed, args)
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_ERROR_REPORTING": "false"}
     with open(log, "w") as f:
         f.write(" ".join(command) + "\n")
@@ -111,9 +127,9 @@ def launch(job: tuple, args) -> str:
     return f"{arm}-s{seed}: exit {code}"
 
 
-def read_curves() -> dict[str, list[dict]]:
+def read_curves(out: Path) -> dict[str, list[dict]]:
     curves = {}
-    for metrics in sorted(OUT.glob("*-s*/metrics.csv")):
+    for metrics in sorted(out.glob("*-s*/metrics.csv")):
         with open(metrics) as f:
             rows = [r for r in csv.DictReader(f) if r.get(f"eval/{TASKS[0]}/success") not in (None, "", "nan")]
         # A resumed run logs again from its last checkpoint: the later row for a step wins.
@@ -130,20 +146,22 @@ def report(args) -> None:
 
     from selfplay.evaluate import wilson_interval
 
-    curves = read_curves()
+    curves = read_curves(args.out)
+    random_bob = random_reference(args)
     fig, axes = plt.subplots(1, len(TASKS), figsize=(6 * len(TASKS), 4), sharey=True)
     for ax, task in zip(axes, TASKS):
         for name, rows in curves.items():
             x = [int(float(r["env_steps"])) for r in rows]
             y = [100 * float(r[f"eval/{task}/success"]) for r in rows]
             ax.plot(x, y, marker="o", label=name)
+        ax.axhline(100 * random_bob[task], color="grey", linestyle="--", label="random Bob")
         ax.set_title(f"zero-shot {task.split('/')[-1]}")
         ax.set_xlabel("env steps (Alice + Bob)")
         ax.set_ylim(-2, 102)
     axes[0].set_ylabel(f"success (%), {args.trials} trials per point")
     axes[-1].legend()
     fig.tight_layout()
-    fig.savefig(OUT / "learning.png", dpi=120)
+    fig.savefig(args.out / "learning.png", dpi=120)
     lines = ["| arm | env steps | " + " | ".join(f"{t.split('/')[-1]} success (95 % CI)" for t in TASKS) + " | steps/s |",
              "|---|---:|" + "---|" * len(TASKS) + "---:|"]
     for name, rows in curves.items():
@@ -158,9 +176,21 @@ def report(args) -> None:
             cells.append(f"{100 * rate:.0f} % ({100 * low:.0f}-{100 * high:.0f})")
         sps = np.nanmean([float(r.get("time/sps", "nan") or "nan") for r in rows])
         lines.append(f"| {name} | {int(float(last['env_steps'])):,} | " + " | ".join(cells) + f" | {sps:.0f} |")
-    (OUT / "learning.md").write_text("\n".join(lines) + "\n")
+    lines.append("| random Bob (reference) | 0 | " + " | ".join(f"{100 * random_bob[t]:.0f} %" for t in TASKS) + " | |")
+    (args.out / "learning.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    print(f"wrote {OUT / 'learning.png'} and {OUT / 'learning.md'}")
+    print(f"wrote {args.out / 'learning.png'} and {args.out / 'learning.md'}")
+
+
+def random_reference(args) -> dict[str, float]:
+    """Zero-shot success of uniformly random discrete actions, same protocol and workspace."""
+    from selfplay.evaluate import evaluate_task
+
+    workspace = compose(args.set).env.workspace()
+    values = np.linspace(-1, 1, compose(args.set).env.action_bins)
+    rng = np.random.default_rng(0)
+    act = lambda obs: values[rng.integers(len(values), size=6)]  # noqa: E731
+    return {task: evaluate_task(act, task, args.trials, env_kwargs=workspace)[0].success_rate for task in TASKS}
 
 
 def main() -> int:
@@ -171,17 +201,19 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (each uses about one core)")
     parser.add_argument("--eval-every", type=int, default=61_440, help="env steps between holdout evaluations")
     parser.add_argument("--trials", type=int, default=20, help="episodes per task per evaluation")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "learning", help="folder for the arms' runs")
+    parser.add_argument("--set", nargs="*", default=[], help="config overrides for every arm, e.g. game.alice_steps=50")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--sac-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     if args.sac_only:
         for seed in args.seeds:
-            run_sac(seed, args.steps, args.eval_every, args.trials)
+            run_sac(seed, args)
         return 0
     if not args.report_only:
         jobs = [(arm, seed) for seed in args.seeds for arm in args.arms]
-        (OUT / "settings.json").write_text(json.dumps(vars(args), indent=2))
+        (args.out / "settings.json").write_text(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, indent=2))
         with ThreadPoolExecutor(args.jobs) as pool:
             for line in pool.map(lambda job: launch(job, args), jobs):
                 print(line, flush=True)
