@@ -190,6 +190,22 @@ def position_error(env: TabletopEnv, obs: dict) -> float:
     return float(np.linalg.norm(achieved - env.goal[:, :3], axis=1).mean())
 
 
+def workspace_misfits(task_ids: Sequence[str], workspace: dict | None, max_objects: int = 8) -> dict[str, str]:
+    """Task ids whose objects cannot be laid out in ``workspace`` (e.g. 8 blocks in a small
+    area), with the simulator's reason; checked by building each task's scene once."""
+    misfits = {}
+    for task_id in task_ids:
+        try:
+            env = TabletopEnv(task=task_id, max_objects=max(max_objects, len(make_task(task_id).objects)), **(workspace or {}))
+            try:
+                env.reset(seed=0)
+            finally:
+                env.close()
+        except ValueError as error:
+            misfits[task_id] = str(error)
+    return misfits
+
+
 def resolve_tasks(tasks: Sequence[str] | None) -> list[str]:
     """The task ids to run (all by default); an unknown id lists the valid ones."""
     valid = list_tasks()
@@ -233,9 +249,12 @@ def load_bob(run: str | None, checkpoint: str | None):
         raise ValueError(f"{path} is not a loadable SB3 checkpoint: {error}") from None
 
 
-def write_report(results: list[TaskResult], out: Path, title: str, workspace: dict | None = None) -> dict[str, Path]:
+def write_report(
+    results: list[TaskResult], out: Path, title: str, workspace: dict | None = None, skipped: dict[str, str] | None = None
+) -> dict[str, Path]:
     """``results.json``, ``results.md`` (ours next to the paper's) and ``success.png``.
-    ``workspace``: the env arguments the tasks ran with (None: :class:`TabletopEnv`'s defaults)."""
+    ``workspace``: the env arguments the tasks ran with (None: :class:`TabletopEnv`'s defaults);
+    ``skipped``: task ids that did not fit the workspace, with the reason."""
     out.mkdir(parents=True, exist_ok=True)
     workspace_text = describe_workspace(workspace)
     (out / "results.json").write_text(
@@ -263,6 +282,9 @@ def write_report(results: list[TaskResult], out: Path, title: str, workspace: di
         "success rate = successes / goals. The paper's numbers come from one Bob trained at large scale "
         "(about 1,900 CPU cores per policy, vision + state); ours are from this machine's budget.",
     ]
+    if skipped:
+        lines += ["", "Not run (the objects do not fit this workspace; `workspace=default` runs them): "
+                  + ", ".join(skipped) + "."]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     _plot(results, out / "success.png", title)
     return {"json": out / "results.json", "md": out / "results.md", "png": out / "success.png"}
@@ -313,6 +335,14 @@ def run_evaluation(cfg) -> list[TaskResult]:
     bob = BobPolicy(model, deterministic=cfg.deterministic)
     slots = model.observation_space["mask"].shape[0]
     workspace = run_workspace(path) if cfg.workspace == "run" else None
+    misfits = workspace_misfits(tasks, workspace)
+    if misfits and cfg.tasks:  # asked for by name: say so instead of skipping
+        raise ValueError(f"{', '.join(misfits)} cannot be laid out in this run's workspace "
+                         f"({describe_workspace(workspace)}): {next(iter(misfits.values()))}; "
+                         "evaluate with workspace=default")
+    for task_id, reason in misfits.items():
+        print(f"skipping {task_id}: {reason} (workspace=default runs it)", file=sys.stderr)
+    tasks = [t for t in tasks if t not in misfits]
     out = Path(cfg.out) if cfg.out else (Path(cfg.run) / "eval" if cfg.run else path.parent / "eval")
     results, videos = [], {}
     with tqdm(total=len(tasks) * cfg.trials, desc="zero-shot eval", unit="trial", disable=not cfg.progress) as bar:
@@ -323,7 +353,7 @@ def run_evaluation(cfg) -> list[TaskResult]:
             results.append(result)
             if frames:
                 videos[task_id] = _save_video(frames, out / "videos" / f"{task_id.split('/')[-1]}.mp4")
-    files = write_report(results, out, title=str(path), workspace=workspace)
+    files = write_report(results, out, title=str(path), workspace=workspace, skipped=misfits)
     if cfg.run:
         _log_to_wandb(Path(cfg.run), results, files, videos)
     print((out / "results.md").read_text())

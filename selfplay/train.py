@@ -52,9 +52,28 @@ def resolve_config(cfg: DictConfig) -> tuple[Config, DictConfig]:
             raise ConfigError(f"config error: resume: config groups cannot change when resuming: {groups}")
         cfg = OmegaConf.merge(base, OmegaConf.from_dotlist(overrides), {"resume": str(run_dir)})
     try:
-        return OmegaConf.to_object(cfg), cfg
+        config = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as error:
         raise ConfigError(f"config error: {error}") from None
+    check_workspace(config)
+    return config, cfg
+
+
+def check_workspace(config: Config) -> None:
+    """The game's objects and the light evaluation's tasks must fit the placement area."""
+    from selfplay.evaluate import workspace_misfits
+    from tabletop_env import TabletopEnv, objects
+
+    try:
+        env = TabletopEnv(objects=objects.blocks(config.env.n_objects), max_objects=config.env.max_objects, **config.env.workspace())
+        env.reset(seed=0)
+        env.close()
+    except ValueError as error:
+        raise ConfigError(f"config error: env.placement_low/high: {error}") from None
+    if config.eval.every:
+        misfits = workspace_misfits(config.eval.tasks, config.env.workspace(), config.env.max_objects)
+        if misfits:
+            raise ConfigError(f"config error: eval.tasks: {', '.join(misfits)} do not fit the workspace: {next(iter(misfits.values()))}")
 
 
 def _remove_empty_run_dir() -> None:

@@ -147,3 +147,6 @@ def test_a_run_is_evaluated_in_its_own_workspace(tmp_path):
         report = json.loads((tmp_path / "run" / "eval" / "results.json").read_text())
         assert expected in report["Tabletop/Push1-v0"]["workspace"]
         assert expected in (tmp_path / "run" / "eval" / "results.md").read_text()
+    # 8 blocks do not fit its 12 x 10 cm area: named tasks stop with a clear line, "all" skips them
+    result = evaluate_cli(f"run={tmp_path / 'run'}", "tasks=[Tabletop/Push8-v0]", "trials=1")
+    assert result.returncode == 2 and "workspace=default" in result.stderr and "Traceback" not in result.stderr

@@ -106,10 +106,12 @@ def test_a_killed_run_loses_at_most_one_checkpoint_interval(tmp_path):
         ("resume=/nonexistent/run", "resume"),
         ("trainer.n_games=two", "n_games"),
         ("env.home_tool_position=[0,0,-1]", "env.home_tool_position"),
+        ("env=blocks2 env.placement_low=[0,0] env.placement_high=[0.06,0.06]", "env.placement_low/high"),
+        ("eval.every=1 eval.tasks=[Tabletop/Push8-v0]", "eval.tasks"),
     ],
 )
 def test_bad_config_stops_at_once_with_a_message_naming_it(override, message, tmp_path):
-    result = train_cli(override, f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
+    result = train_cli(*override.split(), f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -130,6 +132,9 @@ def test_named_experiments_compose():
         assert OmegaConf.to_object(compose("config", overrides=["experiment=ablation_no_abc"])).abc.enabled is False
         assert OmegaConf.to_object(compose("config", overrides=["experiment=baseline_uniform"])).teacher.name == "uniform"
         assert OmegaConf.to_object(compose("config", overrides=["experiment=ablation_single_goal"])).game.max_goals == 1
+        default, paper = (OmegaConf.to_object(compose("config", overrides=o)) for o in ([], ["experiment=paper_blocks"]))
+        assert paper.bob.learning_rate == 3e-4 and paper.game.alice_steps == 100  # METHOD.md's numbers
+        assert paper.env.placement_high == [0.2, 0.25] and default.env.placement_high != paper.env.placement_high
 
 
 def test_light_holdout_evaluation_during_training_is_logged(tmp_path):
