@@ -11,8 +11,9 @@ conf/config.yaml plus --set overrides (same workspace, budget and seeds):
   sac_her          what a user would pick instead: SB3 SAC + HER trained directly on
                    Tabletop/Push1-v0 (continuous actions) in the same workspace, same env-step budget
 Every arm is evaluated zero-shot with the same protocol (selfplay.evaluate, in the config's
-workspace) every --eval-every env steps on Push1 and PickAndPlace1; a uniformly random Bob is
-drawn as a reference. Writes <out>/learning.png and <out>/learning.md (copy them into
+workspace) every --eval-every env steps on Push1 and PickAndPlace1 (the curves), and its last
+checkpoint once more with --final-trials trials (the table: success and object-goal distance),
+beside a uniformly random Bob. Writes <out>/learning.png and <out>/learning.md (copy them into
 benchmarks/ to keep them).
 """
 
@@ -110,21 +111,22 @@ def run_sac(seed: int, args) -> None:
     model.save(folder / "sac.zip")
 
 
-def launch(job: tuple, args) -> str:
-    arm, seed = job
-    log = args.out / f"{arm}-s{seed}.log"
+def arm_command(arm: str, seed: int, args) -> list[str]:
     if arm == "sac_her":
-        command = [sys.executable, str(Path(__file__)), "--sac-only", "--steps", str(args.steps), "--seeds", str(seed),
-                   "--eval-every", str(args.eval_every), "--trials", str(args.trials), "--out", str(args.out),
-                   "--set", *args.set]
-    else:
-        command = selfplay_command(arm, seed, args)
+        return [sys.executable, str(Path(__file__)), "--sac-only", "--steps", str(args.steps), "--seeds", str(seed),
+                "--eval-every", str(args.eval_every), "--trials", str(args.trials), "--out", str(args.out),
+                "--set", *args.set]
+    return selfplay_command(arm, seed, args)
+
+
+def launch(name: str, command: list[str], args) -> str:
+    log = args.out / f"{name}.log"
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_ERROR_REPORTING": "false"}
     with open(log, "w") as f:
         f.write(" ".join(command) + "\n")
         f.flush()
         code = subprocess.call(command, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
-    return f"{arm}-s{seed}: exit {code}"
+    return f"{name}: exit {code}"
 
 
 def read_curves(out: Path) -> dict[str, list[dict]]:
@@ -138,23 +140,66 @@ def read_curves(out: Path) -> dict[str, list[dict]]:
     return curves
 
 
+def final_evaluation(args) -> dict[str, dict]:
+    """Each arm's last checkpoint (and a uniformly random Bob) on TASKS with --final-trials
+    trials, the full protocol, in the config's workspace; cached in <arm>/eval/final.json."""
+    from selfplay.evaluate import BobPolicy, evaluate_task, load_bob
+
+    workspace = compose(args.set).env.workspace()
+    results = {}
+    folders = sorted(p for p in args.out.glob("*-s*") if p.is_dir())
+    for folder in [*folders, args.out / "random"]:
+        if folder.name == "random":
+            source = "random"
+            values = np.linspace(-1, 1, compose(args.set).env.action_bins)
+            rng = np.random.default_rng(0)
+            act = lambda obs: values[rng.integers(len(values), size=6)]  # noqa: E731
+        elif folder.name.startswith("sac_her"):
+            from stable_baselines3 import SAC
+
+            if not (folder / "sac.zip").is_file():
+                continue
+            source = str(folder / "sac.zip")
+            model, keys = SAC.load(source, device="cpu"), ("observation", "achieved_goal", "desired_goal")
+            act = lambda obs, model=model: model.predict({k: obs[k] for k in keys}, deterministic=True)[0]  # noqa: E731
+        else:
+            if not (folder / "checkpoints").is_dir():
+                continue
+            model, path = load_bob(str(folder), None)
+            source, act = str(path.resolve()), BobPolicy(model, deterministic=True)
+        cache = folder / "eval" / "final.json"
+        if cache.is_file():
+            saved = json.loads(cache.read_text())
+            if (saved["trials"], saved.get("source")) == (args.final_trials, source):
+                results[folder.name] = saved["tasks"]
+                continue
+        tasks = {}
+        for task in TASKS:
+            result, _ = evaluate_task(act, task, args.final_trials, seed=1, env_kwargs=workspace)
+            tasks[task] = {k: getattr(result, k) for k in ("success_rate", "ci_low", "ci_high", "goals", "mean_start_distance", "mean_final_distance")}
+            print(f"{folder.name} {task}: {100 * result.success_rate:.1f} % of {result.goals} goals, "
+                  f"distance {100 * result.mean_start_distance:.1f} -> {100 * result.mean_final_distance:.1f} cm", flush=True)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"trials": args.final_trials, "source": source, "tasks": tasks}, indent=2))
+        results[folder.name] = tasks
+    return results
+
+
 def report(args) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from selfplay.evaluate import wilson_interval
-
     curves = read_curves(args.out)
-    random_bob = random_reference(args)
+    final = final_evaluation(args)
     fig, axes = plt.subplots(1, len(TASKS), figsize=(6 * len(TASKS), 4), sharey=True)
     for ax, task in zip(axes, TASKS):
         for name, rows in curves.items():
             x = [int(float(r["env_steps"])) for r in rows]
             y = [100 * float(r[f"eval/{task}/success"]) for r in rows]
             ax.plot(x, y, marker="o", label=name)
-        ax.axhline(100 * random_bob[task], color="grey", linestyle="--", label="random Bob")
+        ax.axhline(100 * final["random"][task]["success_rate"], color="grey", linestyle="--", label="random Bob")
         ax.set_title(f"zero-shot {task.split('/')[-1]}")
         ax.set_xlabel("env steps (Alice + Bob)")
         ax.set_ylim(-2, 102)
@@ -162,35 +207,27 @@ def report(args) -> None:
     axes[-1].legend()
     fig.tight_layout()
     fig.savefig(args.out / "learning.png", dpi=120)
-    lines = ["| arm | env steps | " + " | ".join(f"{t.split('/')[-1]} success (95 % CI)" for t in TASKS) + " | steps/s |",
-             "|---|---:|" + "---|" * len(TASKS) + "---:|"]
-    for name, rows in curves.items():
-        if not rows:
-            continue
-        last = rows[-1]
+    short = [t.split("/")[-1].removesuffix("-v0") for t in TASKS]
+    lines = [
+        f"Final evaluation: {args.final_trials} trials per task, seed 1 (unseen by the light evaluations), last checkpoint.",
+        "",
+        "| arm | env steps | " + " | ".join(f"{t} success (95 % CI) | {t} distance start -> end (cm)" for t in short) + " | steps/s |",
+        "|---|---:|" + "---|---|" * len(TASKS) + "---:|",
+    ]
+    for name, tasks in final.items():
+        rows = curves.get(name, [])
+        steps = f"{int(float(rows[-1]['env_steps'])):,}" if rows else "0"
+        sps = np.nanmean([float(r.get("time/sps", "nan") or "nan") for r in rows]) if rows else float("nan")
         cells = []
         for task in TASKS:
-            rate = float(last[f"eval/{task}/success"])
-            # goals are at least the trials; the interval uses the trials (conservative)
-            low, high = wilson_interval(round(rate * args.trials), args.trials)
-            cells.append(f"{100 * rate:.0f} % ({100 * low:.0f}-{100 * high:.0f})")
-        sps = np.nanmean([float(r.get("time/sps", "nan") or "nan") for r in rows])
-        lines.append(f"| {name} | {int(float(last['env_steps'])):,} | " + " | ".join(cells) + f" | {sps:.0f} |")
-    lines.append("| random Bob (reference) | 0 | " + " | ".join(f"{100 * random_bob[t]:.0f} %" for t in TASKS) + " | |")
+            r = tasks[task]
+            cells += [f"{100 * r['success_rate']:.1f} % ({100 * r['ci_low']:.0f}-{100 * r['ci_high']:.0f})",
+                      f"{100 * r['mean_start_distance']:.1f} -> {100 * r['mean_final_distance']:.1f}"]
+        label = "random Bob (reference)" if name == "random" else name
+        lines.append(f"| {label} | {steps} | " + " | ".join(cells) + (f" | {sps:.0f} |" if rows else " | |"))
     (args.out / "learning.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {args.out / 'learning.png'} and {args.out / 'learning.md'}")
-
-
-def random_reference(args) -> dict[str, float]:
-    """Zero-shot success of uniformly random discrete actions, same protocol and workspace."""
-    from selfplay.evaluate import evaluate_task
-
-    workspace = compose(args.set).env.workspace()
-    values = np.linspace(-1, 1, compose(args.set).env.action_bins)
-    rng = np.random.default_rng(0)
-    act = lambda obs: values[rng.integers(len(values), size=6)]  # noqa: E731
-    return {task: evaluate_task(act, task, args.trials, env_kwargs=workspace)[0].success_rate for task in TASKS}
 
 
 def main() -> int:
@@ -200,7 +237,8 @@ def main() -> int:
     parser.add_argument("--arms", nargs="+", default=["selfplay_abc", "uniform", "selfplay_no_abc", "sac_her"])
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (each uses about one core)")
     parser.add_argument("--eval-every", type=int, default=61_440, help="env steps between holdout evaluations")
-    parser.add_argument("--trials", type=int, default=20, help="episodes per task per evaluation")
+    parser.add_argument("--trials", type=int, default=20, help="episodes per task per evaluation during training")
+    parser.add_argument("--final-trials", type=int, default=100, help="episodes per task in the final evaluation")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "learning", help="folder for the arms' runs")
     parser.add_argument("--set", nargs="*", default=[], help="config overrides for every arm, e.g. game.alice_steps=50")
     parser.add_argument("--report-only", action="store_true")
@@ -212,10 +250,11 @@ def main() -> int:
             run_sac(seed, args)
         return 0
     if not args.report_only:
-        jobs = [(arm, seed) for seed in args.seeds for arm in args.arms]
+        # commands first, in this thread: composing the config (hydra) is not thread-safe
+        jobs = [(f"{arm}-s{seed}", arm_command(arm, seed, args)) for seed in args.seeds for arm in args.arms]
         (args.out / "settings.json").write_text(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, indent=2))
         with ThreadPoolExecutor(args.jobs) as pool:
-            for line in pool.map(lambda job: launch(job, args), jobs):
+            for line in pool.map(lambda job: launch(*job, args), jobs):
                 print(line, flush=True)
     report(args)
     return 0

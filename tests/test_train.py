@@ -126,7 +126,7 @@ def test_named_experiments_compose():
 
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        for name in ["quickstart", "paper_blocks", "ablation_no_abc", "ablation_single_goal", "baseline_uniform"]:
+        for name in ["quickstart", "paper_blocks", "learning_1block", "ablation_no_abc", "ablation_single_goal", "baseline_uniform"]:
             cfg = OmegaConf.to_object(compose("config", overrides=[f"experiment={name}"]))
             assert isinstance(cfg, Config) and cfg.name == name
         assert OmegaConf.to_object(compose("config", overrides=["experiment=ablation_no_abc"])).abc.enabled is False
