@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from selfplay.config import compose_config as compose
+
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ["Tabletop/Push1-v0", "Tabletop/PickAndPlace1-v0"]
 SELFPLAY_ARMS = {
@@ -38,19 +40,6 @@ SELFPLAY_ARMS = {
     "uniform": ["teacher=uniform"],
     "selfplay_no_abc": ["abc.enabled=false"],
 }
-
-
-def compose(overrides: list[str]):
-    """The validated training config for ``overrides`` (as ``selfplay.train`` would build it)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from selfplay.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return OmegaConf.to_object(hydra_compose("config", overrides=overrides))
 
 
 def selfplay_command(arm: str, seed: int, args) -> list[str]:

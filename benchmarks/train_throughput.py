@@ -1,12 +1,13 @@
 """Self-play training throughput: the whole loop against the same games with random actions.
 
-    python benchmarks/train_throughput.py [--steps 8192] [--repeats 3] [--n-games 16] [--width 64] [--vec-env dummy]
+    python benchmarks/train_throughput.py [--steps 8192] [--repeats 3] [--set trainer.n_games=8 ...]
 
 Both contenders step the same vectorised ``SelfPlayGame`` instances (SB3 ``DummyVecEnv`` or
 ``SubprocVecEnv``) in one process, interleaved per repeat. "random" draws uniform
 multi-discrete actions; "loop" is :class:`selfplay.trainer.Trainer` (policy inference for
-whichever agent's turn it is, bookkeeping, PPO + ABC updates for both agents). Reports medians of
-env steps per second, their ratio (target >= 0.70) and where the loop's time goes.
+whichever agent's turn it is, bookkeeping, PPO + ABC updates for both agents), configured as
+``python -m selfplay.train`` is by default (conf/config.yaml) plus --set overrides. Reports
+medians of env steps per second, their ratio (target >= 0.70) and where the loop's time goes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from selfplay.config import make_config  # noqa: E402
+from selfplay.config import compose_config  # noqa: E402
 from selfplay.trainer import Trainer  # noqa: E402
 
 
@@ -38,21 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8192, help="env steps per contender per repeat")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--n-games", type=int, default=16)
-    parser.add_argument("--vec-env", default="dummy", choices=["dummy", "subproc"])
-    parser.add_argument("--rollout-steps", type=int, default=2048)
-    parser.add_argument("--width", type=int, default=64, help="object-set network width (both agents)")
+    parser.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. trainer.n_games=8 trainer.vec_env=subproc")
     parser.add_argument("--out", default=None, help="also write the markdown table here")
     args = parser.parse_args(argv)
-    overrides = {
-        "trainer.n_games": args.n_games, "trainer.vec_env": args.vec_env, "trainer.rollout_steps": args.rollout_steps,
-        "trainer.total_steps": 10**9, "trainer.checkpoint_every": 10**6,
-        "game.alice_steps": 50, "game.bob_steps_per_object": 100, "game.max_goals": 5,
-        "alice.batch_size": 512, "bob.batch_size": 512, "alice.width": args.width, "bob.width": args.width,
-        "alice.head": f"[{args.width}]", "bob.head": f"[{args.width}]", "logger.wandb.mode": "disabled", "logger.progress": "lines",
-    }
+    cfg = compose_config([*args.set, "trainer.total_steps=1000000000", "trainer.checkpoint_every=1000000", "eval.every=0",
+                          "logger.wandb.mode=disabled", "logger.progress=lines"])
     with tempfile.TemporaryDirectory() as folder:
-        trainer = Trainer(make_config(**overrides), Path(folder))
+        trainer = Trainer(cfg, Path(folder))
         trainer._open_logs()
         rng = np.random.default_rng(0)
         random_rate(trainer, 512, rng)  # warm-up
@@ -78,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     random_median, loop_median = statistics.median(rates["random"]), statistics.median(rates["loop"])
     ratio = statistics.median(l / r for l, r in zip(rates["loop"], rates["random"]))
     lines = [
-        f"{args.n_games} games, {args.vec_env} VecEnv, width {args.width}, rollout {args.rollout_steps} steps per update, {args.steps} steps per repeat, median of {args.repeats}",
+        f"{cfg.trainer.n_games} games, {cfg.trainer.vec_env} VecEnv, width {cfg.bob.width}, rollout {cfg.trainer.rollout_steps} "
+        f"steps per update, minibatch {cfg.bob.batch_size}, T = {cfg.game.alice_steps}, {args.steps} steps per repeat, "
+        f"median of {args.repeats}; overrides: {' '.join(args.set) or 'none'}",
         "",
         "| contender | env steps/s |",
         "|---|---:|",

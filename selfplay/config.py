@@ -3,6 +3,7 @@ at once with a message naming it. Every field says what it means and its unit.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,6 +200,22 @@ def make_config(overrides: dict | None = None, **dotted: Any) -> Config:
         OmegaConf.structured(Config), overrides or {}, OmegaConf.from_dotlist([f"{k}={v}" for k, v in dotted.items()])
     )
     return OmegaConf.to_object(merged)
+
+
+def compose_config(overrides: Sequence[str] = ()) -> Config:
+    """The validated :class:`Config` that ``python -m selfplay.train <overrides>`` would run with
+    (``conf/config.yaml`` plus hydra overrides such as ``experiment=paper_blocks``)."""
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    register_configs()
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parent.parent / "conf"), version_base="1.3"):
+        return OmegaConf.to_object(compose("config", overrides=list(overrides)))
 
 
 @dataclass

@@ -119,22 +119,17 @@ def test_bad_config_stops_at_once_with_a_message_naming_it(override, message, tm
 
 
 def test_named_experiments_compose():
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+    from selfplay.config import Config, compose_config
 
-    from selfplay.config import Config, register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        for name in ["quickstart", "paper_blocks", "learning_1block", "ablation_no_abc", "ablation_single_goal", "baseline_uniform"]:
-            cfg = OmegaConf.to_object(compose("config", overrides=[f"experiment={name}"]))
-            assert isinstance(cfg, Config) and cfg.name == name
-        assert OmegaConf.to_object(compose("config", overrides=["experiment=ablation_no_abc"])).abc.enabled is False
-        assert OmegaConf.to_object(compose("config", overrides=["experiment=baseline_uniform"])).teacher.name == "uniform"
-        assert OmegaConf.to_object(compose("config", overrides=["experiment=ablation_single_goal"])).game.max_goals == 1
-        default, paper = (OmegaConf.to_object(compose("config", overrides=o)) for o in ([], ["experiment=paper_blocks"]))
-        assert paper.bob.learning_rate == 3e-4 and paper.game.alice_steps == 100  # METHOD.md's numbers
-        assert paper.env.placement_high == [0.2, 0.25] and default.env.placement_high != paper.env.placement_high
+    for name in ["quickstart", "paper_blocks", "learning_1block", "ablation_no_abc", "ablation_single_goal", "baseline_uniform"]:
+        cfg = compose_config([f"experiment={name}"])
+        assert isinstance(cfg, Config) and cfg.name == name
+    assert compose_config(["experiment=ablation_no_abc"]).abc.enabled is False
+    assert compose_config(["experiment=baseline_uniform"]).teacher.name == "uniform"
+    assert compose_config(["experiment=ablation_single_goal"]).game.max_goals == 1
+    default, paper = compose_config(), compose_config(["experiment=paper_blocks"])
+    assert paper.bob.learning_rate == 3e-4 and paper.game.alice_steps == 100  # METHOD.md's numbers
+    assert paper.env.placement_high == [0.2, 0.25] and default.env.placement_high != paper.env.placement_high
 
 
 def test_light_holdout_evaluation_during_training_is_logged(tmp_path):
