@@ -174,6 +174,35 @@ def final_evaluation(args) -> dict[str, dict]:
     return results
 
 
+TRAINING_KEYS = {
+    "alice/valid_goal_rate": "Alice valid-goal rate",
+    "bob/success_rate": "Bob success on training goals",
+    "abc/demonstrations": "ABC demonstrations / update",
+    "bob/entropy_loss": "Bob entropy (nats)",
+    "alice/entropy_loss": "Alice entropy (nats)",
+}
+
+
+def training_table(out: Path, window: int = 20) -> list[str]:
+    """Where each arm stands: training metrics, means over its first and last ``window`` updates."""
+    lines = [f"Training metrics, first -> last {window} updates (entropy: uniform = 6 ln 11 = 14.39 nats):", "",
+             "| arm | " + " | ".join(TRAINING_KEYS.values()) + " |", "|---|" + "---|" * len(TRAINING_KEYS)]
+    for metrics in sorted(out.glob("*-s*/metrics.csv")):
+        with open(metrics) as f:
+            rows = list(csv.DictReader(f))
+        if not rows or "bob/success_rate" not in rows[0]:
+            continue
+        cells = []
+        for key in TRAINING_KEYS:
+            means = []
+            for part in (rows[:window], rows[-window:]):
+                values = [float(r[key]) for r in part if r.get(key) not in (None, "", "nan")]
+                means.append(abs(float(np.mean(values))) if values else float("nan"))  # entropy is logged as its negative
+            cells.append("—" if np.isnan(means[1]) else f"{means[0]:.2f} -> {means[1]:.2f}")
+        lines.append(f"| {metrics.parent.name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def report(args) -> None:
     import matplotlib
 
@@ -214,6 +243,7 @@ def report(args) -> None:
                       f"{100 * r['mean_start_distance']:.1f} -> {100 * r['mean_final_distance']:.1f}"]
         label = "random Bob (reference)" if name == "random" else name
         lines.append(f"| {label} | {steps} | " + " | ".join(cells) + (f" | {sps:.0f} |" if rows else " | |"))
+    lines += ["", *training_table(args.out)]
     (args.out / "learning.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {args.out / 'learning.png'} and {args.out / 'learning.md'}")
