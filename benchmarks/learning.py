@@ -132,8 +132,11 @@ def read_curves(out: Path) -> dict[str, list[dict]]:
 def final_evaluation(args) -> dict[str, dict]:
     """Each arm's last checkpoint (and a uniformly random Bob) on TASKS with --final-trials
     trials, the full protocol, in the config's workspace; cached in <arm>/eval/final.json."""
+    import torch
+
     from selfplay.evaluate import BobPolicy, evaluate_task, load_bob
 
+    torch.set_num_threads(1)  # batch-1 inference: more threads only contend with the runs beside it
     workspace = compose(args.set).env.workspace()
     results = {}
     folders = sorted(p for p in args.out.glob("*-s*") if p.is_dir())

@@ -232,8 +232,10 @@ class EvaluateConfig:
     out: str | None = None  # report folder (default: see run / checkpoint)
     progress: bool = True  # a progress bar
     workspace: str = "run"  # run: the training run's placement area and reset pose; default: TabletopEnv's
+    torch_threads: int = 1  # torch intra-op threads (batch-1 inference gains nothing from more)
 
     def __post_init__(self) -> None:
         _require(self.trials >= 1, "trials", f"must be >= 1, got {self.trials}")
         _require(self.workspace in ("run", "default"), "workspace", f"must be 'run' or 'default', got {self.workspace!r}")
+        _require(self.torch_threads >= 1, "torch_threads", f"must be >= 1, got {self.torch_threads}")
         _require(bool(self.run) != bool(self.checkpoint), "run/checkpoint", "give exactly one of run=<run folder> or checkpoint=<bob zip>")

@@ -328,8 +328,10 @@ def _plot(results: list[TaskResult], path: Path, title: str) -> None:
 # -- command line ---------------------------------------------------------------------------------
 def run_evaluation(cfg) -> list[TaskResult]:
     """Evaluate per ``cfg`` (an :class:`selfplay.config.EvaluateConfig`) and write the report."""
+    import torch
     from tqdm import tqdm
 
+    torch.set_num_threads(cfg.torch_threads)
     tasks = resolve_tasks(cfg.tasks)
     model, path = load_bob(cfg.run, cfg.checkpoint)
     bob = BobPolicy(model, deterministic=cfg.deterministic)
