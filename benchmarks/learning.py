@@ -139,7 +139,7 @@ def final_evaluation(args) -> dict[str, dict]:
     torch.set_num_threads(1)  # batch-1 inference: more threads only contend with the runs beside it
     workspace = compose(args.set).env.workspace()
     results = {}
-    folders = sorted(p for p in args.out.glob("*-s*") if p.is_dir())
+    folders = sorted(p for p in args.out.glob("*-s*") if p.is_dir() and (not args.final_arms or p.name in args.final_arms))
     for folder in [*folders, args.out / "random"]:
         if folder.name == "random":
             source = "random"
@@ -261,6 +261,7 @@ def main() -> int:
     parser.add_argument("--eval-every", type=int, default=61_440, help="env steps between holdout evaluations")
     parser.add_argument("--trials", type=int, default=20, help="episodes per task per evaluation during training")
     parser.add_argument("--final-trials", type=int, default=100, help="episodes per task in the final evaluation")
+    parser.add_argument("--final-arms", nargs="*", default=[], help="run folders (e.g. uniform-s0) to evaluate at the end; default: all")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "learning", help="folder for the arms' runs")
     parser.add_argument("--set", nargs="*", default=[], help="config overrides for every arm, e.g. game.alice_steps=50")
     parser.add_argument("--report-only", action="store_true")
