@@ -319,7 +319,7 @@ def _plot(results: list[TaskResult], path: Path, title: str) -> None:
     ax.set_ylabel("zero-shot success (%)")
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=45)
-    ax.legend(loc="upper right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never over a bar or marker
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
