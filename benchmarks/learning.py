@@ -137,13 +137,14 @@ def final_evaluation(args) -> dict[str, dict]:
     from selfplay.evaluate import BobPolicy, evaluate_task, load_bob
 
     torch.set_num_threads(1)  # batch-1 inference: more threads only contend with the runs beside it
-    workspace = compose(args.set).env.workspace()
+    cfg = compose(args.set)
+    workspace = cfg.env.workspace()
     results = {}
     folders = sorted(p for p in args.out.glob("*-s*") if p.is_dir() and (not args.final_arms or p.name in args.final_arms))
     for folder in [*folders, args.out / "random"]:
         if folder.name == "random":
             source = "random"
-            values = np.linspace(-1, 1, compose(args.set).env.action_bins)
+            values = np.linspace(-1, 1, cfg.env.action_bins)
             rng = np.random.default_rng(0)
             act = lambda obs: values[rng.integers(len(values), size=6)]  # noqa: E731
         elif folder.name.startswith("sac_her"):

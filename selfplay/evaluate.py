@@ -190,20 +190,25 @@ def position_error(env: TabletopEnv, obs: dict) -> float:
     return float(np.linalg.norm(achieved - env.goal[:, :3], axis=1).mean())
 
 
-def workspace_misfits(task_ids: Sequence[str], workspace: dict | None, max_objects: int = 8) -> dict[str, str]:
-    """Task ids whose objects cannot be laid out in ``workspace`` (e.g. 8 blocks in a small
-    area), with the simulator's reason; checked by building each task's scene once."""
-    misfits = {}
-    for task_id in task_ids:
+def layout_error(**env_args) -> str | None:
+    """Why a :class:`TabletopEnv` with ``env_args`` cannot lay out its objects (e.g. 8 blocks in
+    a small placement area), or None when it can; checked by building the scene once."""
+    try:
+        env = TabletopEnv(**env_args)
         try:
-            env = TabletopEnv(task=task_id, max_objects=max(max_objects, len(make_task(task_id).objects)), **(workspace or {}))
-            try:
-                env.reset(seed=0)
-            finally:
-                env.close()
-        except ValueError as error:
-            misfits[task_id] = str(error)
-    return misfits
+            env.reset(seed=0)
+        finally:
+            env.close()
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def workspace_misfits(task_ids: Sequence[str], workspace: dict | None, max_objects: int = 8) -> dict[str, str]:
+    """Task ids whose objects cannot be laid out in ``workspace``, with the simulator's reason."""
+    reasons = {t: layout_error(task=t, max_objects=max(max_objects, len(make_task(t).objects)), **(workspace or {}))
+               for t in task_ids}
+    return {t: reason for t, reason in reasons.items() if reason is not None}
 
 
 def resolve_tasks(tasks: Sequence[str] | None) -> list[str]:

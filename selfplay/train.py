@@ -61,15 +61,12 @@ def resolve_config(cfg: DictConfig) -> tuple[Config, DictConfig]:
 
 def check_workspace(config: Config) -> None:
     """The game's objects and the light evaluation's tasks must fit the placement area."""
-    from selfplay.evaluate import workspace_misfits
-    from tabletop_env import TabletopEnv, objects
+    from selfplay.evaluate import layout_error, workspace_misfits
+    from tabletop_env import objects
 
-    try:
-        env = TabletopEnv(objects=objects.blocks(config.env.n_objects), max_objects=config.env.max_objects, **config.env.workspace())
-        env.reset(seed=0)
-        env.close()
-    except ValueError as error:
-        raise ConfigError(f"config error: env.placement_low/high: {error}") from None
+    error = layout_error(objects=objects.blocks(config.env.n_objects), max_objects=config.env.max_objects, **config.env.workspace())
+    if error:
+        raise ConfigError(f"config error: env.placement_low/high: {error}")
     if config.eval.every:
         misfits = workspace_misfits(config.eval.tasks, config.env.workspace(), config.env.max_objects)
         if misfits:
