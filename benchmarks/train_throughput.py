@@ -35,6 +35,28 @@ def random_rate(trainer: Trainer, steps: int, rng: np.random.Generator) -> float
     return (steps // n) * n / (time.perf_counter() - start)
 
 
+def loop_rate(trainer: Trainer, steps: int) -> tuple[float, dict[str, float]]:
+    """Whole-loop env steps/s over at least ``steps`` env steps of ``Trainer.iteration()``, and
+    each part's share of the wall time (simulation, inference, bookkeeping, update, other)."""
+    start, steps0 = time.perf_counter(), trainer.counters["env_steps"]
+    seconds = {"simulation": 0.0, "inference": 0.0, "bookkeeping": 0.0, "update": 0.0}
+    while trainer.counters["env_steps"] - steps0 < steps:
+        row = trainer.iteration()
+        for key in ("simulation", "inference", "bookkeeping"):
+            seconds[key] += row[f"time/{key}_s"]
+        seconds["update"] += row["time/update_s"]
+    elapsed = time.perf_counter() - start
+    seconds["other"] = elapsed - sum(seconds.values())
+    return (trainer.counters["env_steps"] - steps0) / elapsed, {key: value / elapsed for key, value in seconds.items()}
+
+
+def benchmark_config(overrides: list[str]):
+    """``conf/config.yaml`` plus ``overrides``, made to run indefinitely without evaluations,
+    checkpoints or wandb."""
+    return compose_config([*overrides, "trainer.total_steps=1000000000", "trainer.checkpoint_every=1000000", "eval.every=0",
+                           "logger.wandb.mode=disabled", "logger.progress=lines"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8192, help="env steps per contender per repeat")
@@ -42,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. trainer.n_games=8 trainer.vec_env=subproc")
     parser.add_argument("--out", default=None, help="also write the markdown table here")
     args = parser.parse_args(argv)
-    cfg = compose_config([*args.set, "trainer.total_steps=1000000000", "trainer.checkpoint_every=1000000", "eval.every=0",
-                          "logger.wandb.mode=disabled", "logger.progress=lines"])
+    cfg = benchmark_config(args.set)
     with tempfile.TemporaryDirectory() as folder:
         trainer = Trainer(cfg, Path(folder))
         trainer._open_logs()
@@ -54,18 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         parts: dict[str, list[float]] = {}
         for repeat in range(args.repeats):
             rates["random"].append(random_rate(trainer, args.steps, rng))
-            start, steps0 = time.perf_counter(), trainer.counters["env_steps"]
-            seconds = {"simulation": 0.0, "inference": 0.0, "bookkeeping": 0.0, "update": 0.0}
-            while trainer.counters["env_steps"] - steps0 < args.steps:
-                row = trainer.iteration()
-                for key in ("simulation", "inference", "bookkeeping"):
-                    seconds[key] += row[f"time/{key}_s"]
-                seconds["update"] += row["time/update_s"]
-            elapsed = time.perf_counter() - start
-            rates["loop"].append((trainer.counters["env_steps"] - steps0) / elapsed)
-            seconds["other"] = elapsed - sum(seconds.values())
-            for key, value in seconds.items():
-                parts.setdefault(key, []).append(value / elapsed)
+            rate, shares = loop_rate(trainer, args.steps)
+            rates["loop"].append(rate)
+            for key, value in shares.items():
+                parts.setdefault(key, []).append(value)
             print(f"repeat {repeat + 1}: random {rates['random'][-1]:.0f} steps/s, loop {rates['loop'][-1]:.0f} steps/s", flush=True)
         trainer.close()
     random_median, loop_median = statistics.median(rates["random"]), statistics.median(rates["loop"])

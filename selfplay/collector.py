@@ -5,6 +5,11 @@ Each agent's turns in one game form one trajectory (Alice continues from her own
 Bob from his), so values bootstrap across goal boundaries (METHOD.md section 8). A stream's last
 transition is held back until the agent's next observation exists, which is also how Alice's
 reward for a goal, known only after Bob's turn, reaches the last step of her turn.
+
+A game whose worker died (``info["game_lost"]``, :class:`selfplay.ray_vec_env.RayVecEnv`) is
+dropped: nothing it produced since the last hand-over (transitions, finished trajectories,
+demonstrations) reaches a batch. Every transition carries its game's episode number, so batches
+say where they came from (``batch["episodes"]``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ class Transition:
     log_prob: float
     reward: float = 0.0
     done: bool = False  # the agent's trajectory ends after this step
+    episode: int = -1  # the game episode it belongs to (Collector.episodes numbers them)
 
 
 @dataclass
@@ -45,6 +51,7 @@ class RolloutStats:
     demonstration_steps: int = 0
     snapshot_games: int = 0
     sim_errors: int = 0
+    lost_games: int = 0  # games dropped half-played because their worker died
 
 
 class Collector:
@@ -64,7 +71,10 @@ class Collector:
         self.streams: list[list[list[Transition]]] = [[[], []] for _ in range(self.n_games)]
         self.ready: list[list[Transition]] = [[], []]  # finished transitions with (agent, bootstrap)
         self._segments: list[list[tuple[list[Transition], float]]] = [[], []]
-        self._pending_demos: list[dict] = []
+        self._pending_demos: list[tuple[int, dict]] = []  # (episode, demonstration)
+        self.episodes = list(range(self.n_games))  # episode number of each game's current game
+        self._next_episode = self.n_games
+        self.lost_episodes: list[int] = []  # episodes dropped because their worker died
         self.opponents: list[tuple] = [(None, None)] * self.n_games  # (past Alice, past Bob) policies or None
         self.obs = venv.reset()
         for game in range(self.n_games):
@@ -117,6 +127,9 @@ class Collector:
         return actions
 
     def _record(self, game: int, reward: float, done: bool, info: dict, stats: RolloutStats) -> None:
+        if info.get("game_lost"):
+            self._drop_game(game, stats)
+            return
         actor = int(self._step_phases[game])
         streams = self.streams[game]
         learning = [self.opponents[game][a] is None for a in AGENTS]
@@ -128,6 +141,7 @@ class Collector:
                     value=float(self._step_values[game]),
                     log_prob=float(self._step_log_probs[game]),
                     reward=float(reward),
+                    episode=self.episodes[game],
                 )
             )
         if "alice_reward" in info and learning[ALICE] and streams[ALICE]:
@@ -135,7 +149,7 @@ class Collector:
         if "goal_result" in info:
             stats.goals.append(info["goal_result"])
         if "demonstration" in info:
-            self._pending_demos.append(info["demonstration"])
+            self._pending_demos.append((self.episodes[game], info["demonstration"]))
             stats.demonstrations += 1
             stats.demonstration_steps += len(info["demonstration"]["actions"])
         if info.get("bob_done") and streams[BOB]:
@@ -150,7 +164,23 @@ class Collector:
                 if streams[agent]:
                     streams[agent][-1].done = True
                     self._close_stream(game, agent)
-            self._choose_opponents(game)
+            self._new_episode(game)
+
+    def _new_episode(self, game: int) -> None:
+        self.episodes[game] = self._next_episode
+        self._next_episode += 1
+        self._choose_opponents(game)
+
+    def _drop_game(self, game: int, stats: RolloutStats) -> None:
+        """Forget a game lost half-played: its open trajectories and whatever it produced since
+        the last hand-over. The game slot goes on with the fresh game the env reset it to."""
+        lost = self.episodes[game]
+        self.lost_episodes.append(lost)
+        self.streams[game] = [[], []]
+        self._segments = [[(t, b) for t, b in segments if t[0].episode != lost] for segments in self._segments]
+        self._pending_demos = [(episode, demo) for episode, demo in self._pending_demos if episode != lost]
+        stats.lost_games += 1
+        self._new_episode(game)
 
     def _close_stream(self, game: int, agent: int) -> None:
         """A finished trajectory: all of it goes to the next update, bootstrap 0."""
@@ -205,6 +235,7 @@ class Collector:
             "advantages": np.concatenate(advantages).astype(np.float32),
             "returns": np.concatenate(returns).astype(np.float32),
             "rewards": np.array([t.reward for t in flat], dtype=np.float32),
+            "episodes": np.array([t.episode for t in flat]),
         }
 
 
@@ -225,11 +256,13 @@ def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, bootstrap: f
     return advantages
 
 
-def _stack_demos(demos: list[dict]) -> dict | None:
+def _stack_demos(demos: list[tuple[int, dict]]) -> dict | None:
+    """(episode, demonstration) pairs -> one set: ``observations``, ``actions``, ``episodes`` (per step)."""
     if not demos:
         return None
-    keys = demos[0]["observations"].keys()
+    keys = demos[0][1]["observations"].keys()
     return {
-        "observations": {k: np.concatenate([d["observations"][k] for d in demos]) for k in keys},
-        "actions": np.concatenate([d["actions"] for d in demos]),
+        "observations": {k: np.concatenate([d["observations"][k] for _, d in demos]) for k in keys},
+        "actions": np.concatenate([d["actions"] for _, d in demos]),
+        "episodes": np.concatenate([np.full(len(d["actions"]), episode) for episode, d in demos]),
     }

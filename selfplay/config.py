@@ -116,7 +116,7 @@ class PoolConfig:
 class TrainerConfig:
     total_steps: int = 20_000  # budget: Alice's and Bob's env steps together
     n_games: int = 4  # games run at once
-    vec_env: str = "dummy"  # dummy (one process) or subproc (one process per game)
+    vec_env: str = "dummy"  # dummy (one process), subproc (one process per game) or ray (games on Ray actors, see ray.*)
     rollout_steps: int = 2048  # env steps (both agents) collected per update
     checkpoint_every: int = 5  # updates between checkpoints (one is always written at the end)
     keep_checkpoints: int = 2  # checkpoints kept on disk
@@ -126,10 +126,28 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         _require(self.total_steps > 0, "trainer.total_steps", f"must be positive, got {self.total_steps}")
         _require(self.n_games >= 1, "trainer.n_games", f"must be >= 1, got {self.n_games}")
-        _require(self.vec_env in ("dummy", "subproc"), "trainer.vec_env", f"must be 'dummy' or 'subproc', got {self.vec_env!r}")
+        _require(self.vec_env in ("dummy", "subproc", "ray"), "trainer.vec_env", f"must be 'dummy', 'subproc' or 'ray', got {self.vec_env!r}")
         _require(self.rollout_steps >= self.n_games, "trainer.rollout_steps", "must be >= trainer.n_games")
         _require(self.checkpoint_every >= 1 and self.keep_checkpoints >= 1, "trainer.checkpoint_every/keep_checkpoints", "must be >= 1")
         _require(self.video_every >= 0 and self.torch_threads >= 1, "trainer.video_every/torch_threads", "video_every >= 0, torch_threads >= 1")
+
+
+@dataclass
+class RayConfig:
+    """Where the games run when ``trainer.vec_env=ray`` (the learner stays in the driver process)."""
+
+    address: str | None = None  # null: start a local Ray with this machine's cores; "auto" or "<head ip>:6379": join a running cluster
+    workers: int = 0  # game-hosting actors, each stepping its share of trainer.n_games together; 0: one per CPU Ray offers, at most n_games
+    cpus_per_worker: float = 1.0  # CPUs Ray reserves per actor
+    spread: bool = True  # place actors on as many nodes as possible (Ray's SPREAD strategy)
+    max_restarts: int = 100  # actors replaced after dying before the run stops
+    start_timeout_s: float = 300.0  # s, wait for an actor to start (e.g. for a free CPU on some node)
+
+    def __post_init__(self) -> None:
+        _require(self.workers >= 0, "ray.workers", f"must be >= 0 (0: one per CPU), got {self.workers}")
+        _require(self.cpus_per_worker > 0, "ray.cpus_per_worker", f"must be positive, got {self.cpus_per_worker}")
+        _require(self.max_restarts >= 0 and self.start_timeout_s > 0, "ray.max_restarts/start_timeout_s",
+                 "max_restarts >= 0 and start_timeout_s > 0")
 
 
 @dataclass
@@ -176,6 +194,7 @@ class Config:
     abc: ABCConfig = field(default_factory=ABCConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
     eval: EvalSchedule = field(default_factory=EvalSchedule)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0  # seeds games, networks and sampling

@@ -56,6 +56,10 @@ def resolve_config(cfg: DictConfig) -> tuple[Config, DictConfig]:
     except OmegaConfBaseException as error:
         raise ConfigError(f"config error: {error}") from None
     check_workspace(config)
+    if config.trainer.vec_env == "ray":
+        from selfplay.vec_env import require_ray
+
+        require_ray()
     return config, cfg
 
 

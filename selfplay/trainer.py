@@ -8,7 +8,6 @@ import os
 import sys
 import time
 from dataclasses import asdict
-from functools import partial
 from pathlib import Path
 
 import gymnasium as gym
@@ -16,53 +15,18 @@ import numpy as np
 import torch as th
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import Logger
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 from selfplay.checkpoint import latest_checkpoint, read_counters, save_checkpoint, write_atomic
 from selfplay.collector import Collector, RolloutStats
 from selfplay.config import Config
-from selfplay.game import ALICE, BOB, GameConfig, SelfPlayGame
+from selfplay.game import ALICE, BOB
 from selfplay.opponents import OpponentPool
 from selfplay.policies import policy_kwargs
 from selfplay.ppo import ABCPPO, load_batch
+from selfplay.vec_env import make_game, make_vec_env
 
 log = logging.getLogger("selfplay")
-
-
-def game_config(cfg: Config) -> GameConfig:
-    return GameConfig(
-        alice_steps=cfg.game.alice_steps,
-        max_goals=cfg.game.max_goals,
-        bob_steps_per_object=cfg.game.bob_steps_per_object,
-        success_hold_steps=cfg.game.success_hold_steps,
-        teacher=cfg.teacher.name,
-        uniform_tasks=tuple(cfg.teacher.uniform_tasks),
-    )
-
-
-def make_game(cfg: Config, seed: int, render_mode: str | None = None) -> SelfPlayGame:
-    game = SelfPlayGame(
-        n_objects=cfg.env.n_objects,
-        config=game_config(cfg),
-        env_kwargs=cfg.env.workspace(),
-        bins=cfg.env.action_bins,
-        max_objects=cfg.env.max_objects,
-        render_mode=render_mode,
-    )
-    game.reset(seed=seed)
-    return game
-
-
-def _game_factory(cfg: Config, seed: int):
-    return make_game(cfg, seed)
-
-
-def make_vec_env(cfg: Config) -> VecEnv:
-    """``trainer.n_games`` games behind SB3's ``DummyVecEnv`` or ``SubprocVecEnv``."""
-    factories = [partial(_game_factory, cfg, cfg.seed * 1000 + i) for i in range(cfg.trainer.n_games)]
-    if cfg.trainer.vec_env == "subproc":
-        return SubprocVecEnv(factories, start_method="fork")
-    return DummyVecEnv(factories)
 
 
 class _Spaces(gym.Env):
@@ -252,6 +216,8 @@ class Trainer:
             "game/games": stats.games,
             "game/snapshot_games": stats.snapshot_games,
             "game/sim_errors": stats.sim_errors,
+            "game/lost_games": stats.lost_games,  # dropped half-played: their Ray worker died
+            "game/worker_restarts": getattr(self.venv, "restarts", 0),  # Ray workers replaced so far in this process
             "time/sps": sum(stats.steps) / max(collect_s + update_s, 1e-9),
             "time/collect_s": collect_s,
             "time/update_s": update_s,

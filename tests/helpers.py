@@ -14,3 +14,17 @@ TINY = {
 def tiny_config(**overrides) -> Config:
     """A Config small enough for tests (validated like a command line's)."""
     return make_config(TINY, **overrides)
+
+
+def import_ray():
+    """Ray, or a skip when the ``ray`` extra is not installed. CI sets SELFPLAY_REQUIRE_RAY=1 so
+    that the Ray tests fail there instead of being skipped."""
+    import os
+
+    import pytest
+
+    if os.environ.get("SELFPLAY_REQUIRE_RAY") == "1":
+        import ray
+
+        return ray
+    return pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]'")

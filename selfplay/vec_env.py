@@ -1,0 +1,77 @@
+"""Building games and the vectorised env that runs them: ``trainer.vec_env`` picks SB3's
+``DummyVecEnv`` (one process), ``SubprocVecEnv`` (one process per game) or
+:class:`selfplay.ray_vec_env.RayVecEnv` (games on Ray actors, on one machine or a cluster).
+
+Ray is an optional extra; it is imported only when ``trainer.vec_env=ray`` is chosen.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import partial
+
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+
+from selfplay.config import Config, ConfigError
+from selfplay.game import GameConfig, SelfPlayGame
+
+#: The one line a user sees when the Ray backend is chosen without Ray installed.
+RAY_INSTALL_HINT = ("config error: trainer.vec_env=ray needs Ray, which is not installed: "
+                    "pip install 'selfplay[ray]' (from a checkout: pip install -e '.[ray]')")
+
+
+def game_config(cfg: Config) -> GameConfig:
+    """The game rules of a run's config."""
+    return GameConfig(
+        alice_steps=cfg.game.alice_steps,
+        max_goals=cfg.game.max_goals,
+        bob_steps_per_object=cfg.game.bob_steps_per_object,
+        success_hold_steps=cfg.game.success_hold_steps,
+        teacher=cfg.teacher.name,
+        uniform_tasks=tuple(cfg.teacher.uniform_tasks),
+    )
+
+
+def make_game(cfg: Config, seed: int, render_mode: str | None = None) -> SelfPlayGame:
+    """One game of a run's config, reset with ``seed``."""
+    game = SelfPlayGame(
+        n_objects=cfg.env.n_objects,
+        config=game_config(cfg),
+        env_kwargs=cfg.env.workspace(),
+        bins=cfg.env.action_bins,
+        max_objects=cfg.env.max_objects,
+        render_mode=render_mode,
+    )
+    game.reset(seed=seed)
+    return game
+
+
+def _game_factory(cfg: Config, seed: int) -> SelfPlayGame:
+    return make_game(cfg, seed)
+
+
+def require_ray() -> None:
+    """Raise :class:`ConfigError` with :data:`RAY_INSTALL_HINT` when Ray cannot be imported."""
+    try:
+        found = importlib.util.find_spec("ray") is not None
+    except ValueError:  # a module entry of None (how tests hide an installed Ray)
+        found = False
+    if not found:
+        raise ConfigError(RAY_INSTALL_HINT)
+
+
+def make_vec_env(cfg: Config) -> VecEnv:
+    """``trainer.n_games`` games behind the backend ``trainer.vec_env`` names. Game ``i`` starts
+    from seed ``seed * 1000 + i`` on every backend, so they all play the same games."""
+    factories = [partial(_game_factory, cfg, cfg.seed * 1000 + i) for i in range(cfg.trainer.n_games)]
+    if cfg.trainer.vec_env == "ray":
+        require_ray()
+        from selfplay.ray_vec_env import RayVecEnv
+
+        r = cfg.ray
+        return RayVecEnv(factories, workers=r.workers, address=r.address, cpus_per_worker=r.cpus_per_worker,
+                         spread=r.spread, max_restarts=r.max_restarts, start_timeout_s=r.start_timeout_s,
+                         restart_seed=cfg.seed * 1000 + 500_000)
+    if cfg.trainer.vec_env == "subproc":
+        return SubprocVecEnv(factories, start_method="fork")
+    return DummyVecEnv(factories)
