@@ -23,10 +23,15 @@ train: setup
 demo: setup
 	$(BIN)/python -m tabletop_env.demo $(ARGS)
 
-test: setup
+# The tests also cover the optional Ray backend, so they install the ray extra.
+$(VENV)/.installed-ray: $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,ray]"
+	touch $@
+
+test: setup $(VENV)/.installed-ray
 	$(BIN)/python -m pytest -q $(ARGS)
 
-test-all: setup
+test-all: setup $(VENV)/.installed-ray
 	$(BIN)/python -m pytest -q -m "slow or not slow" $(ARGS)
 
 bench: setup

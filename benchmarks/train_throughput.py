@@ -57,6 +57,14 @@ def benchmark_config(overrides: list[str]):
                            "logger.wandb.mode=disabled", "logger.progress=lines"])
 
 
+def report(lines: list[str], out: str | None) -> None:
+    """Print a markdown table and, with ``out``, write it there too."""
+    table = "\n".join(lines)
+    print(table)
+    if out:
+        Path(out).write_text(table + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8192, help="env steps per contender per repeat")
@@ -100,10 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---:|",
         *[f"| {key} | {100 * statistics.median(values):.1f} % |" for key, values in parts.items()],
     ]
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        Path(args.out).write_text(table + "\n")
+    report(lines, args.out)
     return 0
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-from train_throughput import benchmark_config, loop_rate, random_rate  # noqa: E402
+from train_throughput import benchmark_config, loop_rate, random_rate, report  # noqa: E402
 
 from selfplay.trainer import Trainer  # noqa: E402
 
@@ -75,10 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.backends:
         ratio = statistics.median(a / b for a, b in zip(loop_rates[name], loop_rates["subproc"]))
         lines.append(f"| {labels[name]} | {statistics.median(random_rates[name]):.0f} | {statistics.median(loop_rates[name]):.0f} | {ratio:.2f} |")
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        Path(args.out).write_text(table + "\n")
+    report(lines, args.out)
     return 0
 
 

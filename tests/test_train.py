@@ -108,6 +108,7 @@ def test_a_killed_run_loses_at_most_one_checkpoint_interval(tmp_path):
         ("env.home_tool_position=[0,0,-1]", "env.home_tool_position"),
         ("env=blocks2 env.placement_low=[0,0] env.placement_high=[0.06,0.06]", "env.placement_low/high"),
         ("eval.every=1 eval.tasks=[Tabletop/Push8-v0]", "eval.tasks"),
+        ("trainer.vec_env=ray ray.workers=-1", "ray.workers"),
     ],
 )
 def test_bad_config_stops_at_once_with_a_message_naming_it(override, message, tmp_path):
@@ -116,6 +117,20 @@ def test_bad_config_stops_at_once_with_a_message_naming_it(override, message, tm
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_ray_backend_without_ray_installed_is_one_line_saying_how_to_install(tmp_path):
+    """Ray hidden from the import system (as on a machine without the extra)."""
+    from selfplay.vec_env import RAY_INSTALL_HINT
+
+    code = ("import runpy, sys; sys.modules['ray'] = None; "
+            f"sys.argv = ['selfplay.train', 'trainer.vec_env=ray', 'hydra.run.dir={tmp_path / 'run'}']; "
+            "runpy.run_module('selfplay.train', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("pybullet build time")]  # pybullet's import banner
+    assert lines == [RAY_INSTALL_HINT]
+    assert not (tmp_path / "run").exists()
 
 
 def test_named_experiments_compose():
