@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,6 +27,9 @@ import numpy as np
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
+
+from selfplay.config import ConfigError
+from selfplay.vec_env import GameWorkersLost
 
 log = logging.getLogger("selfplay")
 
@@ -141,15 +145,15 @@ class RayVecEnv(VecEnv):
             workers = int(cpus // cpus_per_worker)
         workers = max(1, min(workers, n))
         if workers * cpus_per_worker > cpus:
-            message = (f"ray: {workers} workers x {cpus_per_worker} CPUs need {workers * cpus_per_worker:g} CPUs; "
+            message = (f"{workers} workers x {cpus_per_worker} CPUs need {workers * cpus_per_worker:g} CPUs; "
                        f"the Ray cluster has {cpus:g} (lower ray.workers or ray.cpus_per_worker, or add nodes)")
             if self.owns_ray and address is None:  # a local instance never grows
                 ray.shutdown()
-                raise RuntimeError(message)
-            log.warning("%s; waiting up to ray.start_timeout_s=%g s for nodes to join", message, start_timeout_s)
+                raise ConfigError(f"config error: ray.workers: {message}")
+            log.warning("ray: %s; waiting up to ray.start_timeout_s=%g s for nodes to join", message, start_timeout_s)
         self.shares = [[int(g) for g in games] for games in np.array_split(np.arange(n), workers)]
         self._actor_options = {"num_cpus": cpus_per_worker, "max_restarts": 0, "max_concurrency": 1,
-                         "scheduling_strategy": "SPREAD" if spread else "DEFAULT"}
+                               "scheduling_strategy": "SPREAD" if spread else "DEFAULT"}
         self.max_restarts, self.start_timeout_s, self.restart_seed = max_restarts, start_timeout_s, restart_seed
         self.restarts = 0  # workers replaced after dying
         self.lost_games = 0  # half-played games dropped with them
@@ -169,7 +173,7 @@ class RayVecEnv(VecEnv):
         try:
             return ray.get(ref, timeout=self.start_timeout_s)
         except GetTimeoutError:
-            raise RuntimeError(f"ray: a game worker did not {what} within {self.start_timeout_s:.0f} s "
+            raise GameWorkersLost(f"ray: a game worker did not {what} within {self.start_timeout_s:.0f} s "
                                f"(ray.start_timeout_s); is a node with {self._actor_options['num_cpus']} free CPU(s) in the cluster?") from None
 
     def places(self) -> list[dict]:
@@ -181,7 +185,7 @@ class RayVecEnv(VecEnv):
         self.restarts += 1
         self.lost_games += len(self.shares[k])
         if self.restarts > self.max_restarts:
-            raise RuntimeError(f"ray: {self.restarts} game workers died, more than ray.max_restarts={self.max_restarts}; last: {error}")
+            raise GameWorkersLost(f"ray: {self.restarts} game workers died, more than ray.max_restarts={self.max_restarts}; last: {error}")
         log.warning("ray: game worker %d died (%s); its %d games restart from a fresh reset, half-played games dropped "
                     "(restart %d)", k, type(error).__name__, len(self.shares[k]), self.restarts)
         try:
@@ -264,12 +268,19 @@ class RayVecEnv(VecEnv):
 
 
 def _init_ray(address: str | None) -> None:
-    """Start a local Ray (``address=None``: all of this machine's cores, no dashboard) or join one."""
+    """Start a local Ray (``address=None``: all of this machine's cores, no dashboard) or join one.
+    A ``host:port`` that nothing answers stops at once (Ray itself would retry for minutes)."""
+    if address is None:
+        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+        return
+    hint = "start a head with `ray start --head --port=6379` (README, 'Games on a Ray cluster')"
+    if re.fullmatch(r"[\w.\-]+:\d+", address):
+        host, port = address.rsplit(":", 1)
+        try:
+            socket.create_connection((host, int(port)), timeout=10).close()
+        except OSError as error:
+            raise ConfigError(f"config error: ray.address: no Ray head answers at {address} ({error.strerror or error}); {hint}") from None
     try:
-        if address is None:
-            ray.init(include_dashboard=False, logging_level=logging.WARNING)
-        else:
-            ray.init(address=address, logging_level=logging.WARNING)
+        ray.init(address=address, logging_level=logging.WARNING)
     except ConnectionError as error:
-        raise RuntimeError(f"ray: could not join the Ray cluster at ray.address={address!r}: {error}. "
-                           "Start one with `ray start --head` (see README, 'Games on a Ray cluster').") from None
+        raise ConfigError(f"config error: ray.address: could not join a Ray cluster at {address!r}: {error}; {hint}") from None

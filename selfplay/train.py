@@ -85,7 +85,7 @@ def _remove_empty_run_dir() -> None:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
     except ValueError:
         return
-    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log", "config.yaml"}:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -106,6 +106,7 @@ def main(cfg: DictConfig) -> float:
         sys.exit(2)
     from selfplay.checkpoint import latest_checkpoint
     from selfplay.trainer import Trainer, save_config
+    from selfplay.vec_env import GameWorkersLost
 
     run_dir = Path(config.resume) if config.resume else Path(HydraConfig.get().runtime.output_dir)
     if config.resume:
@@ -116,8 +117,18 @@ def main(cfg: DictConfig) -> float:
             sys.exit(2)
     save_config(OmegaConf.to_yaml(raw, resolve=True), run_dir)
     log.info("run folder: %s", run_dir)
-    trainer = Trainer(config, run_dir)
-    row = trainer.train()
+    try:
+        trainer = Trainer(config, run_dir)  # starts the games (and Ray, with trainer.vec_env=ray)
+    except ConfigError as error:
+        if not config.resume:
+            _remove_empty_run_dir()
+        print(error, file=sys.stderr)
+        sys.exit(2)
+    try:
+        row = trainer.train()
+    except GameWorkersLost as error:
+        print(f"{error}\nrun stopped; its checkpoints are in {run_dir}/checkpoints", file=sys.stderr)
+        sys.exit(1)
     log.info("finished: %d env steps, bob success %.3f", trainer.counters["env_steps"], row.get("bob/success_rate", float("nan")))
     print(f"run folder: {run_dir}")
     return float(row.get("bob/success_rate", 0.0))

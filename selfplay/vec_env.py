@@ -20,6 +20,11 @@ RAY_INSTALL_HINT = ("config error: trainer.vec_env=ray needs Ray, which is not i
                     "pip install 'selfplay[ray]' (from a checkout: pip install -e '.[ray]')")
 
 
+class GameWorkersLost(RuntimeError):
+    """The Ray backend gave up: more game workers died than ``ray.max_restarts`` allows, or a new
+    one did not start within ``ray.start_timeout_s``."""
+
+
 def game_config(cfg: Config) -> GameConfig:
     """The game rules of a run's config."""
     return GameConfig(

@@ -5,12 +5,15 @@ import csv
 import logging
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from selfplay.trainer import Trainer
-from selfplay.vec_env import make_vec_env
+from selfplay.vec_env import GameWorkersLost, make_vec_env
 from tests.helpers import import_ray, tiny_config
 
 ray = import_ray()
@@ -99,3 +102,29 @@ def test_killed_worker_restarts_and_its_games_never_reach_a_buffer(local_ray, tm
         rows = list(csv.DictReader(f))
     assert [int(r["game/worker_restarts"]) for r in rows] == [0, 1, 1]
     assert [int(r["game/lost_games"]) for r in rows] == [0, len(victim_games), 0]
+
+
+def test_past_max_restarts_the_run_stops_with_game_workers_lost(local_ray, tmp_path):
+    cfg = tiny_config(**{"trainer.n_games": 2, "trainer.vec_env": "ray", "ray.workers": 2, "ray.max_restarts": 0})
+    trainer = Trainer(cfg, tmp_path)
+    try:
+        os.kill(trainer.venv.places()[1]["pid"], signal.SIGKILL)
+        with pytest.raises(GameWorkersLost, match="max_restarts=0"):
+            trainer.iteration()
+    finally:
+        trainer.close()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("ray.address=127.0.0.1:1", "config error: ray.address: no Ray head answers at 127.0.0.1:1"),
+    ("ray.cpus_per_worker=1000", "config error: ray.workers:"),
+])
+def test_unusable_ray_settings_stop_at_once_with_a_message_and_no_run_folder(override, message, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "selfplay.train", "trainer.vec_env=ray", override, "logger.wandb.mode=disabled",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
