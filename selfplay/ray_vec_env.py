@@ -156,7 +156,6 @@ class RayVecEnv(VecEnv):
                                "scheduling_strategy": "SPREAD" if spread else "DEFAULT"}
         self.max_restarts, self.start_timeout_s, self.restart_seed = max_restarts, start_timeout_s, restart_seed
         self.restarts = 0  # workers replaced after dying
-        self.lost_games = 0  # half-played games dropped with them
         self.workers = [self._start_worker(share) for share in self.shares]
         places = self._get([w.place.remote() for w in self.workers], "start its games")
         observation_space, action_space = ray.get(self.workers[0].spaces.remote())
@@ -183,7 +182,6 @@ class RayVecEnv(VecEnv):
     def _replace_worker(self, k: int, error: Exception) -> Any:
         """Worker ``k`` died: rebuild its games on a new actor from a fresh reset; returns their observations."""
         self.restarts += 1
-        self.lost_games += len(self.shares[k])
         if self.restarts > self.max_restarts:
             raise GameWorkersLost(f"ray: {self.restarts} game workers died, more than ray.max_restarts={self.max_restarts}; last: {error}")
         log.warning("ray: game worker %d died (%s); its %d games restart from a fresh reset, half-played games dropped "
