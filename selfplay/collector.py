@@ -69,7 +69,6 @@ class Collector:
         self.n_games = venv.num_envs
         self._rng = np.random.default_rng(seed)
         self.streams: list[list[list[Transition]]] = [[[], []] for _ in range(self.n_games)]
-        self.ready: list[list[Transition]] = [[], []]  # finished transitions with (agent, bootstrap)
         self._segments: list[list[tuple[list[Transition], float]]] = [[], []]
         self._pending_demos: list[tuple[int, dict]] = []  # (episode, demonstration)
         self.episodes = list(range(self.n_games))  # episode number of each game's current game

@@ -10,7 +10,8 @@ import pytest
 
 from selfplay.evaluate import evaluate_task, wilson_interval
 from selfplay.game import BOB
-from selfplay.trainer import agent_observation_space, build_model, make_game
+from selfplay.trainer import agent_observation_space, build_model
+from selfplay.vec_env import make_game
 from tests.helpers import tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent

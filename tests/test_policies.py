@@ -4,7 +4,8 @@ import numpy as np
 import torch as th
 
 from selfplay.game import ALICE, BOB
-from selfplay.trainer import agent_observation_space, build_model, make_game
+from selfplay.trainer import agent_observation_space, build_model
+from selfplay.vec_env import make_game
 from tests.helpers import tiny_config
 
 
