@@ -20,9 +20,10 @@ Contenders:
 * The raw bound for each block count: the same PyBullet world (robot + table + blocks) of the
   same env object, stepped with bare ``stepSimulation()`` at the same physics rate with no env
   Python logic, doing the same physics work: each timed env run records (untimed) the scene
-  state at its start and after each reset (``env.get_state()``) and ``env.robot.joint_targets``
-  after every step; right after it, the bound restores each recorded state (untimed) and replays
-  the run: per step one ``env.robot._command(targets)`` and ``substeps`` x ``stepSimulation``.
+  state at its start and after each reset (``env.get_state()``) and the arm's motor targets and
+  tool-pin pose after every step; right after it, the bound restores each recorded state (untimed)
+  and replays the run: per step one ``env.robot._command(targets)``, one ``pin_tool`` and
+  ``substeps`` x ``stepSimulation``.
   The env's own run then resumes where it ended. Env overhead = 1 - env / raw; it includes the
   env's ``reset()`` (with its settling physics steps), which the bound does not replay.
 
@@ -108,9 +109,9 @@ class TabletopPair:
     """``TabletopEnv`` used directly, and its raw bound replaying the very same trajectory.
 
     ``run_env`` times the env on random actions and records, untimed, the scene state at the
-    start and after every reset (``env.get_state()``) and ``env.robot.joint_targets`` after every
-    step. ``run_raw`` then restores each recorded state (untimed) and replays the targets with
-    bare physics: per step one ``env.robot._command(targets)`` and ``substeps`` x
+    start and after every reset (``env.get_state()``) and the arm's motor targets and tool-pin pose
+    after every step. ``run_raw`` then restores each recorded state (untimed) and replays them with
+    bare physics: per step one ``env.robot._command(targets)``, one ``env.robot.pin_tool(...)`` and ``substeps`` x
     ``stepSimulation`` on the env's own PyBullet world, so both do the same physics work, apart
     from the settling steps inside ``reset()``, which count as env cost. Afterwards the env is put
     back where its own run ended.
@@ -132,7 +133,7 @@ class TabletopPair:
         start = time.perf_counter()
         for action in actions:
             _, _, terminated, truncated, _ = step(action)
-            targets.append(robot.joint_targets)  # a tuple; this costs ~0.1 us
+            targets.append((robot.joint_targets, robot.pin_target))  # tuples; ~0.1 us
             if terminated or truncated:
                 reset()
                 elapsed += time.perf_counter() - start
@@ -147,14 +148,15 @@ class TabletopPair:
         env = self.env
         client = env.sim.client
         substeps = range(env.sim.physics.substeps)
-        command = env.robot._command
+        command, pin = env.robot._command, env.robot.pin_tool
         step_simulation = pybullet.stepSimulation
         replayed, elapsed = 0, 0.0
         for state, targets in self.segments:
             env.set_state(state)  # untimed: a restore, not simulation work
             start = time.perf_counter()
-            for joint_targets in targets:
+            for joint_targets, (position, orientation) in targets:
                 command(joint_targets)
+                pin(position, orientation)
                 for _ in substeps:
                     step_simulation(physicsClientId=client)
             elapsed += time.perf_counter() - start

@@ -16,9 +16,11 @@ from tabletop_env.sim import PhysicsConfig, Simulation
 from tabletop_env.state import (
     IDENTITY_QUATERNION,
     POSITION_TOLERANCE,
+    ROTATION_IGNORE,
     ROTATION_TOLERANCE,
     SYMMETRY_NAMES,
     SceneState,
+    canonical_poses,
     objects_at_goal,
     pose_at_goal,
 )
@@ -64,6 +66,8 @@ class TabletopEnv(gym.Env):
         placement_low, placement_high: (x, y) corners of the area objects and goals are placed in (m).
         randomise_robot: start each episode from a jittered home pose.
         home_tool_position: where the home pose puts the tool (m); the arm is solved for it once.
+        ignore_rotation: an object is at its goal by position alone (for curricula and
+            diagnostics; the holdout tasks' rule compares rotations too).
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 25}
@@ -82,6 +86,7 @@ class TabletopEnv(gym.Env):
         randomise_robot: bool = True,
         home_tool_position: Sequence[float] = (-0.05, 0.0, 0.15),
         settle_steps: int = 3,
+        ignore_rotation: bool = False,
         physics: PhysicsConfig = PhysicsConfig(),
         control: ControlConfig = ControlConfig(),
     ) -> None:
@@ -114,6 +119,8 @@ class TabletopEnv(gym.Env):
         self.rotation_modes = np.array([SYMMETRY_NAMES[s.symmetry] for s in specs])
         if task is not None and getattr(task, "rotation_modes", None) is not None:
             self.rotation_modes = np.asarray(task.rotation_modes)
+        if ignore_rotation:
+            self.rotation_modes = np.full(self.n_objects, ROTATION_IGNORE)
         self._modes_list = self.rotation_modes.tolist()
         self._padded_modes = np.concatenate([self.rotation_modes, np.full(max_objects - self.n_objects, 3)])
 
@@ -318,7 +325,7 @@ class TabletopEnv(gym.Env):
         return self._observe()
 
     def object_poses(self) -> np.ndarray:
-        """Current (n, 7) object poses: position (m), quaternion (x, y, z, w)."""
+        """Current (n, 7) object poses: position (m), quaternion (x, y, z, w) with w >= 0."""
         return self._poses.copy()
 
     def objects_at_goal(self, goal: np.ndarray | None = None) -> np.ndarray:
@@ -337,6 +344,7 @@ class TabletopEnv(gym.Env):
             raise ValueError(f"goal must have shape ({self.n_objects}, {POSE_SIZE}), got {poses.shape}")
         if not np.all(np.isfinite(poses)):
             raise ValueError("goal contains NaN or inf")
+        poses = canonical_poses(poses)  # one quaternion sign for every goal, whatever made it
         self.goal = poses.copy()
         self.goal_held_object = held_object
         self._goal_rows = [tuple(row) for row in poses.tolist()]
@@ -398,6 +406,8 @@ class TabletopEnv(gym.Env):
         finite = True
         for body in self._object_ids:
             position, orientation = get_pose(body, physicsClientId=c)
+            if orientation[3] < 0:  # quaternions with w >= 0 everywhere (state.canonical_poses)
+                orientation = (-orientation[0], -orientation[1], -orientation[2], -orientation[3])
             linear, angular = get_velocity(body, physicsClientId=c)
             pose, velocity = position + orientation, linear + angular
             poses.append(pose)
@@ -452,9 +462,7 @@ class TabletopEnv(gym.Env):
         tx, ty, tz = tool
         rows, differences = [], []
         for p, v, g, touching in zip(self._pose_rows, self._velocity_rows, self._goal_rows, contact):
-            # Quaternions with w >= 0, so that equal rotations look equal to the network.
-            q = p[3:] if p[6] >= 0 else (-p[3], -p[4], -p[5], -p[6])
-            rows.append((*p[:3], *q, *v, p[0] - tx, p[1] - ty, p[2] - tz, touching))
+            rows.append((*p, *v, p[0] - tx, p[1] - ty, p[2] - tz, touching))
             differences.append((g[0] - p[0], g[1] - p[1], g[2] - p[2]))
         buffer = self._obs_template.copy()
         views = self._views(buffer)

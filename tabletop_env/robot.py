@@ -20,6 +20,10 @@ class ControlConfig:
     pitch_limit: float = 0.6  # |pitch| bound, radians away from pointing straight down
     yaw_limit: float = 1.6  # |yaw| bound, radians (the gripper is symmetric under half-turns)
     max_finger_opening: float = 0.08  # metres between the fingers at a = +1 (a = -1 closes)
+    # The tool centre is pinned to the controller target by a constraint (a mocap-style weld, as
+    # the paper's simulator does): it reaches the commanded pose within the step.
+    hand_force: float = 2000.0  # N, the most the pin may pull with (its stiffness: PhysicsConfig.constraint_erp)
+    arm_force_scale: float = 0.2  # joint motors follow IK at this share of the Panda's torques
     # Bounds of the gripper tip target (metres, world frame), kept above the table surface.
     workspace_low: tuple[float, float, float] = (-0.40, -0.38, 0.005)
     workspace_high: tuple[float, float, float] = (0.32, 0.38, 0.45)
@@ -29,8 +33,10 @@ class Panda:
     """The Panda from ``pybullet_data``; the tool centre is the ``panda_grasptarget`` link.
 
     The controller keeps a target pose (position xyz in m, yaw and pitch in rad, finger opening
-    in m) that each action moves; inverse kinematics turns it into joint targets for
-    position-controlled motors.
+    in m) that each action moves. A fixed constraint pins the tool centre to that pose, so the
+    commanded displacement happens within the step and turning the wrist leaves the tool centre
+    in place; weaker joint motors follow inverse kinematics of the same pose, which keeps the
+    arm's posture (elbow, null space) from drifting. The fingers are position-controlled.
     """
 
     ARM_JOINTS = (0, 1, 2, 3, 4, 5, 6)
@@ -62,15 +68,21 @@ class Panda:
         info = [pybullet.getJointInfo(self.body, j, physicsClientId=self.client) for j in self.MOVABLE_JOINTS]
         self.lower = np.array([i[8] for i in info])
         self.upper = np.array([i[9] for i in info])
-        self._forces = list(self.ARM_FORCES) + [self.FINGER_FORCE] * 2
         self._gains = [self.POSITION_GAIN] * len(self.MOVABLE_JOINTS)
         self._low = tuple(control.workspace_low)
         self._high = tuple(control.workspace_high)
         self._lower_list, self._upper_list = self.lower.tolist(), self.upper.tolist()
         self._rest = list(self.HOME) + [0.04, 0.04]
         self._ranges = (self.upper - self.lower).tolist()
+        self._forces = [f * control.arm_force_scale for f in self.ARM_FORCES] + [self.FINGER_FORCE] * 2
         self.target = [0.0] * self.CONTROLLER_SIZE  # controller state, see class docstring
         self.joint_targets = (0.0,) * len(self.MOVABLE_JOINTS)
+        position, orientation = pybullet.getLinkState(self.body, self.TOOL_LINK, physicsClientId=self.client)[4:6]
+        self._pin = pybullet.createConstraint(
+            self.body, self.TOOL_LINK, -1, -1, pybullet.JOINT_FIXED, (0, 0, 0), (0, 0, 0), position,
+            (0, 0, 0, 1), orientation, physicsClientId=self.client,
+        )
+        self.pin_target: tuple = (tuple(position), tuple(orientation))  # where the pin holds the tool
 
     # -- state --------------------------------------------------------------------------------
     def reset(self, joints: np.ndarray, finger_opening: float = 0.08) -> None:
@@ -147,10 +159,22 @@ class Panda:
         )
         finger = t[5] * 0.5
         self._command((*solution[:7], finger, finger))
+        self.pin_tool(t[:3], orientation)
 
     def reset_target(self, target) -> None:
-        """Set the controller state (6 floats, see the class docstring)."""
+        """Set the controller state (6 floats, see the class docstring); the tool is pinned there."""
         self.target = [float(v) for v in target]
+        t = self.target
+        self.pin_tool(t[:3], pybullet.getQuaternionFromEuler((np.pi, t[4], t[3])))
+
+    def pin_tool(self, position, orientation) -> None:
+        """Move the constraint holding the tool centre to ``position`` (3, m) and
+        ``orientation`` (quaternion xyzw)."""
+        self.pin_target = (tuple(position), tuple(orientation))
+        pybullet.changeConstraint(
+            self._pin, jointChildPivot=position, jointChildFrameOrientation=orientation,
+            maxForce=self.control.hand_force, physicsClientId=self.client,
+        )
 
     def _command(self, targets: tuple[float, ...]) -> None:
         self.joint_targets = targets

@@ -16,6 +16,11 @@ class PhysicsConfig:
     physics_dt: float = 0.004  # seconds per physics step (250 Hz)
     substeps: int = 10  # physics steps per env step: 10 x 4 ms = 40 ms, as in METHOD.md
     solver_iterations: int = 30  # constraint-solver iterations per physics step
+    # Share of a joint/constraint error removed per physics step (PyBullet's default 0.2; the
+    # per-constraint erp is ignored for multibodies). 0.4 lets the tool pin reach its target
+    # within one env step (lag-1 correlation 0.01 against 0.13 at 0.2, benchmarks/control_fidelity.py);
+    # 0.8 made pushed blocks fly off at up to 5 m/s.
+    constraint_erp: float = 0.4
     gravity: float = -9.81  # m/s^2 along z
 
     @property
@@ -44,6 +49,7 @@ class Simulation:
         pybullet.setPhysicsEngineParameter(
             fixedTimeStep=physics.physics_dt,
             numSolverIterations=physics.solver_iterations,
+            erp=physics.constraint_erp,
             deterministicOverlappingPairs=1,  # same contact order after a state restore
             physicsClientId=self.client,
         )

@@ -65,6 +65,16 @@ def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     )
 
 
+def canonical_poses(poses: np.ndarray) -> np.ndarray:
+    """(..., 7) poses with each quaternion's sign chosen so that w >= 0: q and -q are the same
+    rotation, and every pose this package hands out (object features, achieved and desired
+    goals, relabelled goals) uses this one sign."""
+    poses = np.array(poses, dtype=float)
+    flip = poses[..., 6] < 0
+    poses[flip, 3:] *= -1.0
+    return poses
+
+
 def quaternion_conjugate(q: np.ndarray) -> np.ndarray:
     """Inverse of (..., 4) unit quaternions."""
     return q * np.array([-1.0, -1.0, -1.0, 1.0])

@@ -1,0 +1,48 @@
+"""The arm does what the action says within the step (the issue's control targets, fast version
+of benchmarks/control_fidelity.py)."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from tabletop_env.fidelity import Probe, measure
+
+
+@pytest.fixture(scope="module")
+def fidelity():
+    env = gym.make("Tabletop/Push1-v0")
+    yield measure(Probe.tabletop(env), "Push1", steps=300, seed=1)
+    env.close()
+
+
+def test_full_action_moves_the_tool_at_least_4_cm_per_step(fidelity):
+    assert fidelity.full_action_m >= 0.04
+
+
+def test_tool_displacement_follows_the_command(fidelity):
+    assert fidelity.r2_xyz >= 0.9
+    assert fidelity.r2_all >= 0.8
+
+
+def test_an_action_acts_within_its_own_step(fidelity):
+    assert abs(fidelity.lag1_xyz) <= 0.1
+    assert abs(fidelity.lag1_all) <= 0.1
+
+
+def test_wrist_rotation_and_tilt_leave_the_tool_centre_in_place(fidelity):
+    assert fidelity.wrist_drift_m < 0.002  # m per step, against up to 5 cm for a translation
+
+
+def test_a_blocked_tool_does_not_wind_up():
+    """Pressing down on the table for a second, then lifting: the tool rises at once."""
+    from tabletop_env import TabletopEnv
+
+    env = TabletopEnv(task="Tabletop/Push1-v0", randomise_robot=False)
+    env.reset(seed=0)
+    down = np.array([0, 0, -1.0, 0, 0, 1.0])
+    for _ in range(25):
+        env.step(down)
+    low = env.robot.tool_pose()[0][2]
+    env.step(np.array([0, 0, 1.0, 0, 0, 1.0]))
+    assert low > -0.005  # the pin cannot push the tool through the table
+    assert env.robot.tool_pose()[0][2] - low > 0.03

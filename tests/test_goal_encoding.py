@@ -1,0 +1,76 @@
+"""One goal encoding: a goal reaches Bob the same way from the simulator, from relabelling
+Alice's trajectory and from a holdout task, quaternion sign included (w >= 0)."""
+
+import numpy as np
+
+from selfplay.abc import relabel
+from tabletop_env import TabletopEnv
+from tabletop_env.env import POSE_SIZE
+from tabletop_env.state import canonical_poses
+
+YAW = 3.5  # rad: (0, 0, sin(yaw/2), cos(yaw/2)) has w < 0
+
+
+def turned_block_pose(env):
+    pose = env.object_poses()[0].copy()
+    pose[3:] = (0.0, 0.0, np.sin(YAW / 2), np.cos(YAW / 2))
+    assert pose[6] < 0
+    return pose
+
+
+def test_object_features_and_achieved_goals_have_w_non_negative():
+    env = TabletopEnv(task="Tabletop/Push1-v0")
+    env.reset(seed=0)
+    env.set_object_poses(turned_block_pose(env)[None])
+    obs = env.refresh()
+    assert obs["objects"][0, 6] >= 0
+    assert obs["achieved_goal"][6] >= 0
+    assert env.object_poses()[0, 6] >= 0
+    np.testing.assert_allclose(obs["objects"][0, 3:7], obs["achieved_goal"][3:7])
+
+
+def test_a_goal_given_with_either_sign_reaches_bob_identically():
+    env = TabletopEnv(task="Tabletop/Push1-v0")
+    env.reset(seed=0)
+    raw = turned_block_pose(env)[None]
+    env.set_goal(raw)
+    from_raw = env.refresh()
+    env.set_goal(-raw * np.array([-1, -1, -1, 1, 1, 1, 1]))  # same rotation, w > 0
+    from_canonical = env.refresh()
+    for key in ("desired_goal", "goal"):
+        np.testing.assert_array_equal(from_raw[key], from_canonical[key])
+    assert from_raw["goal"][0, 6] > 0
+    assert env.compute_reward(from_raw["achieved_goal"], from_raw["desired_goal"], None) == -1.0
+
+
+def test_relabelled_goals_equal_simulator_goals_for_a_turned_block():
+    """Alice leaves the block turned by 3.5 rad; relabelling her trajectory with that goal gives
+    exactly the goal features Bob's own observation has when the simulator holds that goal."""
+    env = TabletopEnv(task="Tabletop/Push1-v0")
+    env.reset(seed=0)
+    start = env.get_state()
+    observations = [env.refresh()]
+    for _ in range(3):
+        observations.append(env.step(np.array([0.3, 0, 0, 0.5, 0, 1.0]))[0])
+    trace = {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+    env.set_object_poses(turned_block_pose(env)[None])
+    goal = env.object_poses()  # what the game takes as Alice's goal
+    relabelled = relabel(trace, goal)
+    env.set_state(start)
+    env.set_goal(goal)
+    seen = env.refresh()
+    for key in ("goal", "desired_goal"):
+        np.testing.assert_allclose(relabelled[key][0], seen[key], atol=1e-6)
+    assert relabelled["goal"][0, 0, 6] >= 0
+
+
+def test_holdout_goals_use_the_same_sign():
+    for task_id in ("Tabletop/Push2-v0", "Tabletop/Flip1-v0", "Tabletop/Stack2-v0"):
+        env = TabletopEnv(task=task_id)
+        for seed in range(5):
+            obs, _ = env.reset(seed=seed)
+            n = env.n_objects
+            goals = obs["desired_goal"][: n * POSE_SIZE].reshape(n, POSE_SIZE)
+            assert (goals[:, 6] >= 0).all(), task_id
+            np.testing.assert_allclose(canonical_poses(env.goal), env.goal)
+        env.close()
