@@ -52,21 +52,29 @@ class GameSchema:
     max_goals: int = 5  # goals per game
     bob_steps_per_object: int = 200  # Bob's timeout per goal = this x objects
     success_hold_steps: int = 1  # steps all objects must stay at the goal
+    alice_start: str = "continue"  # Alice's later turns start from her last state (continue), with the arm back home (home) or next to an object (near_object)
+    position_only: bool = False  # success (and "moved") by position alone; the holdouts compare rotation too
 
     def __post_init__(self) -> None:
         for key in ("alice_steps", "max_goals", "bob_steps_per_object", "success_hold_steps"):
             _require(getattr(self, key) >= 1, f"game.{key}", f"must be >= 1, got {getattr(self, key)}")
+        _require(self.alice_start in ("continue", "home", "near_object"), "game.alice_start",
+                 f"must be continue, home or near_object, got {self.alice_start!r}")
 
 
 @dataclass
 class TeacherConfig:
     name: str = "selfplay"  # selfplay: Alice proposes goals; uniform: hand-designed random goals, no Alice
     uniform_tasks: list[str] = field(default_factory=lambda: ["push", "pick_and_place", "stack"])  # goal mix of "uniform"
+    goal_distance: list[float] | None = None  # [min, max] m: uniform push goals this far from each block; null: anywhere in the area
 
     def __post_init__(self) -> None:
         _require(self.name in ("selfplay", "uniform"), "teacher.name", f"must be 'selfplay' or 'uniform', got {self.name!r}")
         unknown = set(self.uniform_tasks) - {"push", "pick_and_place", "stack"}
         _require(not unknown, "teacher.uniform_tasks", f"unknown goal kinds {sorted(unknown)}")
+        if self.goal_distance is not None:
+            d = list(self.goal_distance)
+            _require(len(d) == 2 and 0 <= d[0] <= d[1], "teacher.goal_distance", f"need [min, max] metres with 0 <= min <= max, got {d}")
 
 
 @dataclass
@@ -83,6 +91,7 @@ class AgentConfig:
     width: int = 128  # hidden size of the object-set network
     depth: int = 2  # layers of the per-object MLP
     head: list[int] = field(default_factory=lambda: [128])  # policy and value head layers
+    normalize_inputs: bool = False  # standardise robot and object (+ goal) inputs with running statistics
 
     def __post_init__(self) -> None:
         _require(self.learning_rate > 0, "agent.learning_rate", f"must be positive, got {self.learning_rate}")
@@ -122,6 +131,7 @@ class TrainerConfig:
     keep_checkpoints: int = 2  # checkpoints kept on disk
     video_every: int = 0  # updates between game videos; 0: none
     torch_threads: int = 1  # torch intra-op threads (the simulator uses the other core)
+    time_limit_minutes: float = 0.0  # also stop (with a checkpoint) after this much wall time in this process; 0: no limit
 
     def __post_init__(self) -> None:
         _require(self.total_steps > 0, "trainer.total_steps", f"must be positive, got {self.total_steps}")
@@ -130,6 +140,7 @@ class TrainerConfig:
         _require(self.rollout_steps >= self.n_games, "trainer.rollout_steps", "must be >= trainer.n_games")
         _require(self.checkpoint_every >= 1 and self.keep_checkpoints >= 1, "trainer.checkpoint_every/keep_checkpoints", "must be >= 1")
         _require(self.video_every >= 0 and self.torch_threads >= 1, "trainer.video_every/torch_threads", "video_every >= 0, torch_threads >= 1")
+        _require(self.time_limit_minutes >= 0, "trainer.time_limit_minutes", f"must be >= 0 (0: no limit), got {self.time_limit_minutes}")
 
 
 @dataclass

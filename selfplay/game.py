@@ -23,6 +23,7 @@ from tabletop_env.objects import blocks
 from tabletop_env.state import objects_at_goal
 
 ALICE, BOB = 0, 1
+ALICE_STARTS = ("continue", "home", "near_object")  # GameConfig.alice_start
 
 
 @dataclass
@@ -40,6 +41,14 @@ class GameConfig:
     alice_outside_penalty: float = -3.0  # an object left outside the placement area
     teacher: str = "selfplay"  # "selfplay" (Alice proposes) or "uniform" (hand-designed goals)
     uniform_tasks: tuple[str, ...] = ("push", "pick_and_place", "stack")  # goal mix for "uniform"
+    # Uniform push goals this far (m, min and max) from each block's current position; None: the
+    # push task's goals anywhere in the placement area. For the learning ladder's near goals.
+    goal_distance: tuple[float, float] | None = None
+    # What Alice's later turns start from, objects always where she left them: "continue" (her
+    # last state, the paper), "home" (the arm back at its home pose) or "near_object" (the tool at
+    # home height, 8-12 cm from a random object's centre, on a random side).
+    alice_start: str = "continue"
+    position_only: bool = False  # success and "moved" by position alone (rotation ignored)
 
 
 @dataclass
@@ -54,6 +63,7 @@ class GoalResult:
     moved: int = 0  # objects away from their pose at the start of Alice's turn
     lifted: int = 0  # objects whose goal is above the table (not resting)
     stacked: int = 0  # objects resting on another object
+    distance: float = 0.0  # m, the largest object displacement from the turn's start to the goal
 
 
 class SelfPlayGame(gym.Env):
@@ -84,12 +94,17 @@ class SelfPlayGame(gym.Env):
             raise ValueError(f"alice_steps, max_goals and bob_steps_per_object must be positive: {c}")
         if c.teacher not in ("selfplay", "uniform"):
             raise ValueError(f"teacher must be 'selfplay' or 'uniform', got {c.teacher!r}")
+        if c.alice_start not in ALICE_STARTS:
+            raise ValueError(f"alice_start must be one of {ALICE_STARTS}, got {c.alice_start!r}")
+        if c.goal_distance is not None and not 0 <= c.goal_distance[0] <= c.goal_distance[1]:
+            raise ValueError(f"goal_distance must be (min, max) with 0 <= min <= max, got {c.goal_distance}")
         self.sim = TabletopEnv(
             objects=blocks(n_objects),
             max_objects=max_objects,
             render_mode=render_mode,
             terminate_on_success=False,
             max_episode_steps=2**62,
+            ignore_rotation=c.position_only,
             **(env_kwargs or {}),
         )
         self.render_mode = render_mode
@@ -135,11 +150,30 @@ class SelfPlayGame(gym.Env):
     def _start_alice_turn(self) -> dict:
         self.phase = ALICE
         self.sim.set_state(self._alice_state)
+        if self._goal_index > 0 and self.config.alice_start != "continue":
+            self._move_arm_for_alice()
         self._turn_start_poses = self.sim.object_poses()
         self._alice_t = 0
         self._alice_trace: list[tuple[dict, np.ndarray]] = []
         self._last_obs = self._observe(self.sim.refresh())
         return self._last_obs
+
+    def _move_arm_for_alice(self, tries: int = 20) -> None:
+        """``alice_start`` = home / near_object: teleport the arm, leave the objects."""
+        env = self.sim
+        if self.config.alice_start == "near_object":
+            poses, height = env.object_poses(), env.home_tool_position[2]
+            for _ in range(tries):
+                centre = poses[self._rng.integers(self.n_objects), :2]
+                angle, distance = self._rng.uniform(-np.pi, np.pi), self._rng.uniform(0.08, 0.12)
+                xy = centre + distance * np.array([np.cos(angle), np.sin(angle)])
+                clear = np.linalg.norm(poses[:, :2] - xy, axis=1).min() >= 0.08 and np.all(poses[:, 2] < 0.1)
+                if clear and np.all(np.abs(xy - (-0.15, 0.0)) < (0.5, 0.4)):  # on the table, within reach
+                    env.robot.reset(env.robot.solve_ik((*xy, height)))
+                    env.refresh()
+                    return
+        env.reset_robot()  # home (jittered), also when no spot near an object is free
+        env.refresh()
 
     def _alice_step(self, values: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         c = self.config
@@ -159,6 +193,7 @@ class SelfPlayGame(gym.Env):
         if not moved.any():
             return self._end_invalid(info, sim_info)
         result = self._describe_goal(goal, moved)
+        result.distance = float(np.linalg.norm(goal[:, :3] - self._turn_start_poses[:, :3], axis=1).max())
         self._alice_state = self.sim.get_state()
         self._goal = goal
         if self._bob_out:  # Bob sits out: the goal counts as failed and becomes a demonstration
@@ -296,7 +331,29 @@ class SelfPlayGame(gym.Env):
 
     def _sample_uniform_goal(self) -> np.ndarray:
         task = self._uniform_tasks[self._rng.integers(len(self._uniform_tasks))]
+        if self.config.goal_distance is not None and task.name.startswith("uniform-push"):
+            return self._near_push_goal()
         return task.sample_goal(self.sim, self._rng).poses
+
+    def _near_push_goal(self, tries: int = 100) -> np.ndarray:
+        """Every block moved ``goal_distance`` (m) in a random direction, resting at a random
+        yaw, inside the placement area and apart from the others (the ladder's near goals)."""
+        env, (low, high) = self.sim, self.config.goal_distance
+        poses = env.object_poses()
+        goal = poses.copy()
+        for i in range(self.n_objects):
+            for _ in range(tries):
+                angle, distance = self._rng.uniform(-np.pi, np.pi), self._rng.uniform(low, high)
+                xy = poses[i, :2] + distance * np.array([np.cos(angle), np.sin(angle)])
+                inside = np.all(xy >= env.placement_low) and np.all(xy <= env.placement_high)
+                apart = all(np.linalg.norm(xy - goal[j, :2]) > 2 * env.footprint_radii.max() for j in range(i))
+                if inside and apart:
+                    break
+            else:  # no direction fits: the nearest point of the area
+                xy = np.clip(xy, env.placement_low, env.placement_high)
+            yaw = self._rng.uniform(-np.pi, np.pi)
+            goal[i] = (*xy, env.rest_heights[i] + 0.001, 0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2))
+        return goal
 
 
 def _generic_task(kind: str, n: int):

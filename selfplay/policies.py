@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch as th
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
@@ -26,6 +27,41 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class RunningNorm(nn.Module):
+    """Standardises features (..., size) with a running mean and variance, clipped to +-``clip``.
+
+    The statistics are buffers: they are saved with the policy (SB3 zips included) and change
+    only through :meth:`update`, never in ``forward``. ``min_std`` keeps near-constant features
+    (padding, a resting block's velocity) from being blown up.
+    """
+
+    def __init__(self, size: int, clip: float = 5.0, min_std: float = 0.01) -> None:
+        super().__init__()
+        self.clip, self.min_std = clip, min_std
+        self.register_buffer("count", th.zeros((), dtype=th.float64))
+        self.register_buffer("mean", th.zeros(size, dtype=th.float64))
+        self.register_buffer("var", th.ones(size, dtype=th.float64))
+
+    @th.no_grad()
+    def update(self, x: th.Tensor) -> None:
+        """Merge a batch (N, size) into the statistics (Chan et al.'s parallel update)."""
+        x = x.to(th.float64)
+        n = x.shape[0]
+        if n == 0:
+            return
+        mean, var = x.mean(dim=0), x.var(dim=0, unbiased=False)
+        total = self.count + n
+        delta = mean - self.mean
+        m2 = self.var * self.count + var * n + delta.square() * self.count * n / total
+        self.mean += delta * n / total
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        std = self.var.sqrt().clamp(min=self.min_std).to(x.dtype)
+        return ((x - self.mean.to(x.dtype)) / std).clamp(-self.clip, self.clip)
+
+
 class ObjectSetExtractor(BaseFeaturesExtractor):
     """Features (B, ``width``) from the structured keys ``robot``, ``objects``, ``mask`` and, when
     ``use_goal``, ``goal`` of a :class:`tabletop_env.TabletopEnv` observation.
@@ -34,33 +70,66 @@ class ObjectSetExtractor(BaseFeaturesExtractor):
         width: size of every hidden layer and of the output.
         depth: layers of the per-object MLP.
         use_goal: Bob (True) conditions each object on its goal; Alice (False) never sees one.
+        normalize: standardise the robot features and each real object's (+ goal) features with
+            running statistics (:class:`RunningNorm`, updated by :func:`update_input_stats`).
+            Raw features mix metres, radians and m/s; the goal offsets Bob needs are a few cm.
     """
 
-    def __init__(self, observation_space: gym.spaces.Dict, width: int = 128, depth: int = 2, use_goal: bool = True) -> None:
+    def __init__(self, observation_space: gym.spaces.Dict, width: int = 128, depth: int = 2, use_goal: bool = True,
+                 normalize: bool = False) -> None:
         super().__init__(observation_space, features_dim=width)
         robot_size = observation_space["robot"].shape[0]
         object_size = observation_space["objects"].shape[1] + (observation_space["goal"].shape[1] if use_goal else 0)
         self.use_goal = use_goal
         self.robot = nn.Sequential(_mlp([robot_size, width, width]), nn.ReLU())
         self.object = nn.Sequential(_mlp([object_size] + [width] * depth), nn.ReLU())
+        self.robot_norm = RunningNorm(robot_size) if normalize else None
+        self.object_norm = RunningNorm(object_size) if normalize else None
 
-    def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
+    def _inputs(self, observations: dict[str, th.Tensor]) -> tuple[th.Tensor, th.Tensor]:
+        """Raw robot (B, R) and per-object (B, N, O) inputs."""
         objects = observations["objects"]
         if self.use_goal:
             objects = th.cat([objects, observations["goal"]], dim=-1)
+        return observations["robot"], objects
+
+    @th.no_grad()
+    def update_input_stats(self, observations: dict[str, th.Tensor]) -> None:
+        """Fold a batch into the input statistics (real objects only; padding is ignored)."""
+        if self.robot_norm is None:
+            return
+        robot, objects = self._inputs(observations)
+        self.robot_norm.update(robot)
+        self.object_norm.update(objects[observations["mask"] > 0.5])
+
+    def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
+        robot, objects = self._inputs(observations)
+        if self.robot_norm is not None:
+            robot, objects = self.robot_norm(robot), self.object_norm(objects)
         per_object = self.object(objects)  # (B, N, width)
         mask = observations["mask"].unsqueeze(-1) > 0.5  # (B, N, 1)
         # Masked max-pool: padding slots cannot win (features are >= 0 after the ReLU).
         pooled = th.where(mask, per_object, th.zeros_like(per_object)).amax(dim=1)
-        return self.robot(observations["robot"]) + pooled
+        return self.robot(robot) + pooled
 
 
-def policy_kwargs(use_goal: bool, width: int = 128, depth: int = 2, head: tuple[int, ...] = (128,)) -> dict[str, Any]:
+def update_input_stats(policy, observations: dict[str, np.ndarray]) -> None:
+    """Fold a batch of observations (dict of (B, ...) numpy arrays) into the input statistics of
+    the policy's extractors (no-op without ``normalize``). Call it between updates, after the
+    PPO step, so that a batch is always trained with the statistics it was collected with."""
+    obs = {k: th.as_tensor(observations[k], dtype=th.float32) for k in STRUCTURED_KEYS}
+    extractors = {id(e): e for e in (policy.pi_features_extractor, policy.vf_features_extractor)}
+    for extractor in extractors.values():
+        extractor.update_input_stats(obs)
+
+
+def policy_kwargs(use_goal: bool, width: int = 128, depth: int = 2, head: tuple[int, ...] = (128,),
+                  normalize: bool = False) -> dict[str, Any]:
     """``policy_kwargs`` for SB3's ``MultiInputPolicy``: object-set extractor, separate policy
     and value networks (no shared weights, METHOD.md section 5)."""
     return {
         "features_extractor_class": ObjectSetExtractor,
-        "features_extractor_kwargs": {"width": width, "depth": depth, "use_goal": use_goal},
+        "features_extractor_kwargs": {"width": width, "depth": depth, "use_goal": use_goal, "normalize": normalize},
         "share_features_extractor": False,
         "net_arch": {"pi": list(head), "vf": list(head)},
     }

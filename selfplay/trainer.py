@@ -22,7 +22,7 @@ from selfplay.collector import Collector, RolloutStats
 from selfplay.config import Config
 from selfplay.game import ALICE, BOB
 from selfplay.opponents import OpponentPool
-from selfplay.policies import policy_kwargs
+from selfplay.policies import policy_kwargs, update_input_stats
 from selfplay.ppo import ABCPPO, load_batch
 from selfplay.vec_env import make_game, make_vec_env
 
@@ -56,7 +56,8 @@ def build_model(cfg: Config, agent: int, observation_space: gym.spaces.Dict, act
         clip_range=a.clip_range,
         vf_coef=a.vf_coef,
         max_grad_norm=a.max_grad_norm,
-        policy_kwargs=policy_kwargs(use_goal=agent == BOB, width=a.width, depth=a.depth, head=tuple(a.head)),
+        policy_kwargs=policy_kwargs(use_goal=agent == BOB, width=a.width, depth=a.depth, head=tuple(a.head),
+                                    normalize=a.normalize_inputs),
         seed=cfg.seed + agent,
         device="cpu",
         verbose=0,
@@ -103,7 +104,7 @@ class Trainer:
             size=cfg.pool.size,
             every=cfg.pool.every,
         )
-        self.counters = {"env_steps": 0, "alice_steps": 0, "bob_steps": 0, "updates": 0, "games": 0, "wandb_id": None}
+        self.counters = {"env_steps": 0, "alice_steps": 0, "bob_steps": 0, "updates": 0, "games": 0, "wall_s": 0.0, "wandb_id": None}
         if cfg.resume:
             self._restore(latest_checkpoint(Path(cfg.resume)))
         self.collector = Collector(self.venv, *self.models, pool=self.pool, seed=cfg.seed + self.counters["updates"])
@@ -112,13 +113,15 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------
     def train(self) -> dict:
-        """Run until ``trainer.total_steps`` env steps; returns the last metrics row."""
+        """Run until ``trainer.total_steps`` env steps (or ``trainer.time_limit_minutes``); returns
+        the last metrics row."""
         cfg = self.cfg
         self._open_logs()
         last: dict = {}
         progress = _Progress(cfg.logger.progress, cfg.trainer.total_steps, self.counters["env_steps"])
+        deadline = time.monotonic() + 60 * cfg.trainer.time_limit_minutes if cfg.trainer.time_limit_minutes else float("inf")
         try:
-            while self.counters["env_steps"] < cfg.trainer.total_steps:
+            while self.counters["env_steps"] < cfg.trainer.total_steps and time.monotonic() < deadline:
                 last = self.iteration()
                 progress.update(self.counters["env_steps"], last)
                 if self.counters["updates"] % cfg.trainer.checkpoint_every == 0:
@@ -152,6 +155,7 @@ class Trainer:
             name = "alice" if agent == ALICE else "bob"
             train_stats.update({f"{name}/{k.split('/')[-1]}": float(v) for k, v in model.logger.name_to_value.items()})
             model.logger.name_to_value.clear()
+            update_input_stats(model.policy, batch["observations"])  # after the update: see its docstring
         updated = time.perf_counter()
         self.counters["env_steps"] += sum(stats.steps)
         self.counters["alice_steps"] += stats.steps[ALICE]
@@ -162,6 +166,8 @@ class Trainer:
         row = self._metrics(stats, train_stats, collected - start, updated - collected, batches)
         if cfg.eval.every and self.counters["updates"] % cfg.eval.every == 0:
             row.update(self.holdout_eval())
+        self.counters["wall_s"] = self.counters.get("wall_s", 0.0) + time.perf_counter() - start
+        row["time/elapsed_s"] = self.counters["wall_s"]  # training wall time so far, resumes included
         self._log(row)
         return row
 
@@ -211,6 +217,7 @@ class Trainer:
             "goals/moved": float(np.mean([g.moved for g in valid])) if valid else float("nan"),
             "goals/lifted": float(np.mean([g.lifted for g in valid])) if valid else float("nan"),
             "goals/stacked": float(np.mean([g.stacked for g in valid])) if valid else float("nan"),
+            "goals/distance": float(np.mean([g.distance for g in valid])) if valid else float("nan"),  # m
             "abc/demonstrations": stats.demonstrations,
             "abc/demonstration_steps": stats.demonstration_steps,
             "game/games": stats.games,

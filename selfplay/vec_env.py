@@ -34,6 +34,9 @@ def game_config(cfg: Config) -> GameConfig:
         success_hold_steps=cfg.game.success_hold_steps,
         teacher=cfg.teacher.name,
         uniform_tasks=tuple(cfg.teacher.uniform_tasks),
+        goal_distance=None if cfg.teacher.goal_distance is None else tuple(cfg.teacher.goal_distance),
+        alice_start=cfg.game.alice_start,
+        position_only=cfg.game.position_only,
     )
 
 

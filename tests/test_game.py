@@ -31,15 +31,17 @@ def push_actions(game: SelfPlayGame, distance: float = 0.12, direction: float | 
     towards the middle of the table), then waits."""
     block = game.sim.object_poses()[0, :3]
     s = direction if direction is not None else (-1.0 if block[1] > 0 else 1.0)
-    waypoints = [
-        (block + [0, -0.08 * s, 0.10], 8),
-        (block + [0, -0.08 * s, 0.0], 8),
-        (block + [0, (distance - 0.03) * s, 0.0], 12),
-        (block + [0, (distance - 0.03) * s, 0.12], 200),
+    waypoints = [  # (tool target, steps, speed limit in [0, 1]: a push at 2 cm per step, not 5)
+        (block + [0, -0.08 * s, 0.10], 8, 1.0),
+        (block + [0, -0.08 * s, 0.0], 8, 1.0),
+        (block + [0, (distance - 0.03) * s, 0.0], 12, 0.4),
+        (block + [0, (distance - 0.03) * s, 0.12], 200, 1.0),
     ]
-    for target, steps in waypoints:
+    for target, steps, limit in waypoints:
         for _ in range(steps):
-            yield to_bins(move_action(game.sim, target, yaw=0.0, opening=-1.0))
+            action = move_action(game.sim, target, yaw=0.0, opening=-1.0)
+            action[:3] = np.clip(action[:3], -limit, limit)
+            yield to_bins(action)
 
 
 def play_alice(game: SelfPlayGame, policy) -> tuple:
@@ -176,3 +178,49 @@ def test_games_run_in_sb3_vec_envs(vec_env_class):
         obs, rewards, dones, infos = venv.step(np.stack([venv.action_space.sample() for _ in range(2)]))
     assert all(info["actor"] in (ALICE, BOB) for info in infos)
     venv.close()
+
+
+# -- options for curricula and the learning ladder (off by default) ------------------------------
+def test_near_push_goals_lie_at_the_goal_distance_inside_the_area():
+    game = make_game(placement=0.25, teacher="uniform", uniform_tasks=("push",), goal_distance=(0.04, 0.08))
+    for seed in range(20):
+        obs, _ = game.reset(seed=seed)
+        assert game.phase == BOB
+        block, goal = game.sim.object_poses()[0], obs["desired_goal"][:7]
+        assert 0.04 - 1e-6 <= np.linalg.norm(goal[:2] - block[:2]) <= 0.08 + 1e-6
+        assert np.all(np.abs(goal[:2]) <= 0.25)
+        assert abs(goal[2] - block[2]) < 0.002  # resting on the table
+
+
+def test_position_only_success_ignores_rotation():
+    for position_only, expected in ((True, True), (False, False)):
+        game = make_game(teacher="uniform", uniform_tasks=("push",), position_only=position_only)
+        goal = game.sim.goal.copy()
+        turned = goal.copy()
+        turned[0, 3:] = (0.0, 0.0, np.sin(0.25), np.cos(0.25))  # the goal position, 0.5 rad off
+        game.sim.set_object_poses(turned)
+        _, _, _, _, info = game.step(HOLD)
+        assert ("goal_result" in info and info["goal_result"].bob_success) is expected
+
+
+@pytest.mark.parametrize("rule", ["continue", "home"])
+def test_alice_start_rule_for_her_later_turns(rule):
+    config = GameConfig(alice_steps=40, bob_steps_per_object=1, max_goals=3, alice_start=rule)
+    game = SelfPlayGame(1, config, {"randomise_robot": False, "home_tool_position": (-0.25, 0.15, 0.25)})
+    game.reset(seed=0)
+    home = np.array(game.sim.home_tool_position)
+    policy = push_actions(game)
+    for _ in range(game.config.alice_steps - 1):
+        game.step(next(policy))
+    left_tool = game.sim.robot.tool_pose()[0]  # where Alice leaves the arm (it holds still by now)
+    assert np.linalg.norm(left_tool - home) > 0.08
+    game.step(next(policy))  # her last step: the goal is set, Bob's turn starts
+    goal = game._goal.copy()
+    game.step(HOLD)  # Bob's single step: he fails, sits out; Alice's second turn starts
+    assert game.phase == ALICE
+    np.testing.assert_allclose(game.sim.object_poses(), goal, atol=1e-3)  # objects stay in both rules
+    tool = game.sim.robot.tool_pose()[0]
+    if rule == "home":
+        assert np.linalg.norm(tool - home) < 0.01
+    else:
+        np.testing.assert_allclose(tool, left_tool, atol=1e-3)

@@ -109,6 +109,8 @@ def test_a_killed_run_loses_at_most_one_checkpoint_interval(tmp_path):
         ("env=blocks2 env.placement_low=[0,0] env.placement_high=[0.06,0.06]", "env.placement_low/high"),
         ("eval.every=1 eval.tasks=[Tabletop/Push8-v0]", "eval.tasks"),
         ("trainer.vec_env=ray ray.workers=-1", "ray.workers"),
+        ("teacher=uniform teacher.goal_distance=[0.08,0.04]", "teacher.goal_distance"),
+        ("game.alice_start=reset", "game.alice_start"),
     ],
 )
 def test_bad_config_stops_at_once_with_a_message_naming_it(override, message, tmp_path):

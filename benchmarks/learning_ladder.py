@@ -1,0 +1,195 @@
+"""The learning ladder: short runs that say in minutes whether a change helps.
+
+Run from the repository root, alone on the machine (each rung uses both cores)::
+
+    python benchmarks/learning_ladder.py --out runs/ladder                 # every rung (~95 minutes)
+    python benchmarks/learning_ladder.py --rungs 1 --out runs/ladder_lr --set bob.learning_rate=3e-4
+    python benchmarks/learning_ladder.py --rungs 1 2 3 --report-only --out runs/ladder
+
+Rungs (targets on 2 cores):
+
+0. **The pipeline** (``benchmarks/ladder_pipeline.py``): our collector + per-agent GAE + update
+   driving one agent on a standard task learns as fast as SB3's own ``PPO.learn`` at the same
+   steps and hyperparameters (curves within seed noise, 3 seeds), in a few minutes.
+1. **Bob alone near** (``experiment=ladder_bob_near``): push goals 4-8 cm from the block,
+   position-only success: >= 60 % training success within 20 minutes.
+2. **Alice alone** (``experiment=ladder_alice``): valid-goal rate >= 90 % within 10 minutes.
+3. **The full game** (``experiment=ladder_full``): Bob's success on Alice's goals >= 30 % within
+   60 minutes, and Alice's goals harder at the end than at the start (displacement, lifts).
+
+Rungs 1-3 are ordinary ``python -m selfplay.train`` runs (their run folders under ``--out``);
+``--set key=value`` adds hydra overrides to all of them, which is how a lever is tried. A rung's
+number is the mean over the last tenth of its updates (at least 5), read from ``metrics.csv``;
+``--report-only`` re-reads finished runs. Results: ``ladder.json``, ``ladder.md``, ``ladder.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Rung:
+    number: int
+    experiment: str
+    metric: str  # metrics.csv column the target is on
+    target: float
+    minutes: float
+    what: str
+    extra: tuple[str, ...] = ()  # further columns reported at start and end
+
+
+RUNGS = {
+    1: Rung(1, "ladder_bob_near", "bob/success_rate", 0.60, 20, "Bob alone, push goals 4-8 cm, position only"),
+    2: Rung(2, "ladder_alice", "alice/valid_goal_rate", 0.90, 10, "Alice alone moves the block"),
+    3: Rung(3, "ladder_full", "bob/success_rate", 0.30, 60, "the full game",
+            ("goals/distance", "goals/lifted", "alice/valid_goal_rate", "abc/demonstrations")),
+}
+
+
+@dataclass
+class RungResult:
+    rung: int
+    what: str
+    metric: str
+    target: float
+    minutes_budget: float
+    minutes: float = float("nan")  # training wall time of the run
+    env_steps: int = 0
+    start: float = float("nan")  # metric over the first tenth of updates
+    end: float = float("nan")  # ... and over the last tenth: the rung's number
+    met: bool = False
+    extra: dict = field(default_factory=dict)  # column -> (start, end)
+    curve: list = field(default_factory=list)  # (minutes, metric) per update
+    command: str = ""
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv") as f:
+        return [{k: float(v) if v not in ("", None) else math.nan for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _window_mean(rows: list[dict], key: str, first: bool) -> float:
+    width = max(5, len(rows) // 10)
+    part = rows[:width] if first else rows[-width:]
+    values = [r[key] for r in part if key in r and not math.isnan(r[key])]
+    return sum(values) / len(values) if values else math.nan
+
+
+def summarise(rung: Rung, run_dir: Path, command: str = "") -> RungResult:
+    rows = read_metrics(run_dir)
+    result = RungResult(rung.number, rung.what, rung.metric, rung.target, rung.minutes, command=command)
+    if not rows:
+        return result
+    result.minutes = rows[-1]["time/elapsed_s"] / 60
+    result.env_steps = int(rows[-1]["env_steps"])
+    result.start, result.end = _window_mean(rows, rung.metric, True), _window_mean(rows, rung.metric, False)
+    result.met = result.end >= rung.target and result.minutes <= rung.minutes * 1.05
+    result.extra = {key: (_window_mean(rows, key, True), _window_mean(rows, key, False)) for key in rung.extra}
+    result.curve = [(r["time/elapsed_s"] / 60, r[rung.metric]) for r in rows]
+    return result
+
+
+def run_rung(rung: Rung, out: Path, seed: int, overrides: list[str]) -> RungResult:
+    run_dir = out / f"rung{rung.number}"
+    args = [f"experiment={rung.experiment}", f"seed={seed}", f"hydra.run.dir={run_dir}", "logger.wandb.mode=disabled",
+            "logger.progress=lines", *overrides]
+    command = "python -m selfplay.train " + " ".join(args)
+    print(f"rung {rung.number}: {command}", file=sys.stderr, flush=True)
+    log = out / f"rung{rung.number}.log"
+    with open(log, "w") as f:
+        subprocess.run([sys.executable, "-m", "selfplay.train", *args], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
+                       env={**os.environ, "WANDB_ERROR_REPORTING": "false"}, check=True)
+    return summarise(rung, run_dir, command)
+
+
+def report(results: list[RungResult], rung0: dict | None, out: Path) -> str:
+    lines = ["| rung | what | metric | start | end | target | met | minutes (budget) | env steps |",
+             "|---|---|---|---:|---:|---:|---|---:|---:|"]
+    if rung0:
+        lines.append(f"| 0 | pipeline vs SB3 PPO.learn ({rung0.get('task', '')}) | final return ours / SB3 | — | "
+                     f"{rung0.get('ours_final', math.nan):.1f} / {rung0.get('sb3_final', math.nan):.1f} | within seed noise | "
+                     f"{'yes' if rung0.get('within_noise') else 'no'} | {rung0.get('minutes', math.nan):.1f} | {rung0.get('steps', '')} |")
+    for r in results:
+        lines.append(f"| {r.rung} | {r.what} | {r.metric} | {r.start:.2f} | {r.end:.2f} | {r.target:.2f} | "
+                     f"{'yes' if r.met else 'no'} | {r.minutes:.1f} ({r.minutes_budget:.0f}) | {r.env_steps:,} |")
+    for r in results:
+        for key, (start, end) in r.extra.items():
+            lines.append(f"\nRung {r.rung}, {key}: {start:.3f} at the start, {end:.3f} at the end.")
+    for r in results:
+        lines.append(f"\nRung {r.rung} command: `{r.command}`")
+    text = "\n".join(lines) + "\n"
+    (out / "ladder.md").write_text(text)
+    (out / "ladder.json").write_text(json.dumps({"rung0": rung0, "rungs": [asdict(r) for r in results]}, indent=1))
+    _plot(results, out / "ladder.png")
+    return text
+
+
+def _plot(results: list[RungResult], path: Path) -> None:
+    if not results:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.4), squeeze=False)
+    for ax, r in zip(axes[0], results):
+        minutes = [m for m, _ in r.curve]
+        values = [v for _, v in r.curve]
+        ax.plot(minutes, values, lw=0.8, alpha=0.5)
+        width = max(5, len(values) // 10)
+        smooth = [sum(values[max(0, i - width + 1): i + 1]) / len(values[max(0, i - width + 1): i + 1]) for i in range(len(values))]
+        ax.plot(minutes, smooth, lw=2)
+        ax.axhline(r.target, color="k", ls="--", lw=1)
+        ax.axvline(r.minutes_budget, color="grey", ls=":", lw=1)
+        ax.set(title=f"rung {r.rung}: {r.what}", xlabel="training minutes", ylabel=r.metric, ylim=(0, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rungs", type=int, nargs="*", default=[0, 1, 2, 3])
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ladder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="hydra overrides for rungs 1-3")
+    parser.add_argument("--report-only", action="store_true", help="summarise finished runs under --out")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rung0 = None
+    if 0 in args.rungs and not args.report_only:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from ladder_pipeline import rung0 as run_rung0
+
+        start = time.perf_counter()
+        rung0 = run_rung0(args.out / "rung0", seeds=[0, 1, 2])
+        rung0["minutes"] = (time.perf_counter() - start) / 60
+    elif (args.out / "ladder.json").exists():
+        rung0 = json.loads((args.out / "ladder.json").read_text()).get("rung0")
+    results = []
+    for number in [n for n in args.rungs if n in RUNGS]:
+        rung = RUNGS[number]
+        if args.report_only:
+            command = f"python -m selfplay.train experiment={rung.experiment} (see {args.out / f'rung{number}.log'})"
+            results.append(summarise(rung, args.out / f"rung{number}", command))
+        else:
+            results.append(run_rung(rung, args.out, args.seed, args.set))
+    print(report(results, rung0, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
