@@ -54,10 +54,12 @@ class GameSchema:
     success_hold_steps: int = 1  # steps all objects must stay at the goal
     alice_start: str = "continue"  # Alice's later turns start from her last state (continue), with the arm back home (home) or next to an object (near_object)
     position_only: bool = False  # success (and "moved") by position alone; the holdouts compare rotation too
+    bob_hindsight: str = "none"  # final: a failed Bob turn that moved an object also becomes a demonstration, relabelled with the poses he reached
 
     def __post_init__(self) -> None:
         for key in ("alice_steps", "max_goals", "bob_steps_per_object", "success_hold_steps"):
             _require(getattr(self, key) >= 1, f"game.{key}", f"must be >= 1, got {getattr(self, key)}")
+        _require(self.bob_hindsight in ("none", "final"), "game.bob_hindsight", f"must be none or final, got {self.bob_hindsight!r}")
         _require(self.alice_start in ("continue", "home", "near_object"), "game.alice_start",
                  f"must be continue, home or near_object, got {self.alice_start!r}")
 

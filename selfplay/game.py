@@ -46,9 +46,13 @@ class GameConfig:
     goal_distance: tuple[float, float] | None = None
     # What Alice's later turns start from, objects always where she left them: "continue" (her
     # last state, the paper), "home" (the arm back at its home pose) or "near_object" (the tool at
-    # home height, 8-12 cm from a random object's centre, on a random side).
+    # home height, 8-12 cm from a random object's centre, on a random side, within 5 cm of the
+    # placement area; home when no such spot is free).
     alice_start: str = "continue"
     position_only: bool = False  # success and "moved" by position alone (rotation ignored)
+    # Hindsight cloning: a turn Bob failed but in which he moved an object becomes a
+    # demonstration too, relabelled with the poses he reached ("final"); "none": off.
+    bob_hindsight: str = "none"
 
 
 @dataclass
@@ -96,6 +100,8 @@ class SelfPlayGame(gym.Env):
             raise ValueError(f"teacher must be 'selfplay' or 'uniform', got {c.teacher!r}")
         if c.alice_start not in ALICE_STARTS:
             raise ValueError(f"alice_start must be one of {ALICE_STARTS}, got {c.alice_start!r}")
+        if c.bob_hindsight not in ("none", "final"):
+            raise ValueError(f"bob_hindsight must be 'none' or 'final', got {c.bob_hindsight!r}")
         if c.goal_distance is not None and not 0 <= c.goal_distance[0] <= c.goal_distance[1]:
             raise ValueError(f"goal_distance must be (min, max) with 0 <= min <= max, got {c.goal_distance}")
         self.sim = TabletopEnv(
@@ -168,7 +174,8 @@ class SelfPlayGame(gym.Env):
                 angle, distance = self._rng.uniform(-np.pi, np.pi), self._rng.uniform(0.08, 0.12)
                 xy = centre + distance * np.array([np.cos(angle), np.sin(angle)])
                 clear = np.linalg.norm(poses[:, :2] - xy, axis=1).min() >= 0.08 and np.all(poses[:, 2] < 0.1)
-                if clear and np.all(np.abs(xy - (-0.15, 0.0)) < (0.5, 0.4)):  # on the table, within reach
+                near_area = np.all(xy >= env.placement_low - 0.05) and np.all(xy <= env.placement_high + 0.05)
+                if clear and near_area:  # where goals belong, well within the arm's reach
                     env.robot.reset(env.robot.solve_ik((*xy, height)))
                     env.refresh()
                     return
@@ -197,7 +204,7 @@ class SelfPlayGame(gym.Env):
         self._alice_state = self.sim.get_state()
         self._goal = goal
         if self._bob_out:  # Bob sits out: the goal counts as failed and becomes a demonstration
-            info["demonstration"] = self._demonstration()
+            info["demonstration"] = self._demonstration(self._alice_trace, self._goal)
             info["goal_result"] = result
             reward = c.alice_valid_reward + c.alice_bob_failed_reward + (c.alice_outside_penalty if result.outside else 0.0)
             return self._next_goal(info, reward)
@@ -230,15 +237,16 @@ class SelfPlayGame(gym.Env):
             stacked=int(stacked.sum()),
         )
 
-    def _demonstration(self) -> dict:
-        """Alice's trajectory for the current goal as Bob would have seen it (ABC, METHOD.md 4)."""
+    def _demonstration(self, trace: list[tuple[dict, np.ndarray]], goal: np.ndarray) -> dict:
+        """A turn's (observation, action values) trace as Bob would have seen it with ``goal``
+        (n, 7): Alice's turn for ABC (METHOD.md 4), or Bob's own for hindsight cloning."""
         from selfplay.abc import relabel
 
-        observations = {k: np.stack([o[k] for o, _ in self._alice_trace]) for k in self._alice_trace[0][0]}
-        actions = np.stack([a for _, a in self._alice_trace])
+        observations = {k: np.stack([o[k] for o, _ in trace]) for k in trace[0][0]}
+        actions = np.stack([a for _, a in trace])
         bins = len(self.action_values) - 1
         return {
-            "observations": relabel(observations, self._goal),
+            "observations": relabel(observations, goal),
             "actions": np.rint((actions + 1.0) * 0.5 * bins).astype(np.int64),
         }
 
@@ -251,11 +259,15 @@ class SelfPlayGame(gym.Env):
         self._bob_t = 0
         self._hold = 0
         self._at_goal = self.sim.objects_at_goal()
+        self._bob_trace: list[tuple[dict, np.ndarray]] = []
+        self._bob_turn_start = self.sim.object_poses()
         self._last_obs = self._observe(self.sim.refresh())
         return self._last_obs
 
     def _bob_step(self, values: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         c = self.config
+        if c.bob_hindsight != "none":
+            self._bob_trace.append((self._last_obs, values))
         obs, _, _, _, sim_info = self.sim.step(values)
         self._bob_t += 1
         at_goal = sim_info["objects_at_goal"]
@@ -293,7 +305,10 @@ class SelfPlayGame(gym.Env):
             self._bob_out = True
             info["bob_done"] = True
             if c.teacher == "selfplay":
-                info["demonstration"] = self._demonstration()
+                info["demonstration"] = self._demonstration(self._alice_trace, self._goal)
+            reached = self.sim.object_poses()
+            if c.bob_hindsight == "final" and not objects_at_goal(reached, self._bob_turn_start, self.sim.rotation_modes).all():
+                info["hindsight"] = self._demonstration(self._bob_trace, reached)
         return self._next_goal(info, reward)
 
     # -- between goals ------------------------------------------------------------------------

@@ -220,6 +220,7 @@ class Trainer:
             "goals/distance": float(np.mean([g.distance for g in valid])) if valid else float("nan"),  # m
             "abc/demonstrations": stats.demonstrations,
             "abc/demonstration_steps": stats.demonstration_steps,
+            "abc/hindsight_demonstrations": stats.hindsight_demonstrations,
             "game/games": stats.games,
             "game/snapshot_games": stats.snapshot_games,
             "game/sim_errors": stats.sim_errors,

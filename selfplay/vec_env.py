@@ -37,6 +37,7 @@ def game_config(cfg: Config) -> GameConfig:
         goal_distance=None if cfg.teacher.goal_distance is None else tuple(cfg.teacher.goal_distance),
         alice_start=cfg.game.alice_start,
         position_only=cfg.game.position_only,
+        bob_hindsight=cfg.game.bob_hindsight,
     )
 
 

@@ -203,10 +203,11 @@ def test_position_only_success_ignores_rotation():
         assert ("goal_result" in info and info["goal_result"].bob_success) is expected
 
 
-@pytest.mark.parametrize("rule", ["continue", "home"])
+@pytest.mark.parametrize("rule", ["continue", "home", "near_object"])
 def test_alice_start_rule_for_her_later_turns(rule):
     config = GameConfig(alice_steps=40, bob_steps_per_object=1, max_goals=3, alice_start=rule)
-    game = SelfPlayGame(1, config, {"randomise_robot": False, "home_tool_position": (-0.25, 0.15, 0.25)})
+    game = SelfPlayGame(1, config, {"randomise_robot": False, "home_tool_position": (-0.25, 0.15, 0.25),
+                                    "placement_low": (-0.25, -0.25), "placement_high": (0.25, 0.25)})
     game.reset(seed=0)
     home = np.array(game.sim.home_tool_position)
     policy = push_actions(game)
@@ -222,5 +223,33 @@ def test_alice_start_rule_for_her_later_turns(rule):
     tool = game.sim.robot.tool_pose()[0]
     if rule == "home":
         assert np.linalg.norm(tool - home) < 0.01
+    elif rule == "near_object":
+        assert 0.075 < np.linalg.norm(tool[:2] - goal[0, :2]) < 0.125 and abs(tool[2] - home[2]) < 0.01
     else:
         np.testing.assert_allclose(tool, left_tool, atol=1e-3)
+
+
+def test_a_failed_bob_turn_that_moved_the_block_becomes_a_hindsight_demonstration():
+    game = make_game(placement=0.25, teacher="uniform", uniform_tasks=("push",), goal_distance=(0.3, 0.3),
+                     bob_hindsight="final", bob_steps_per_object=40)
+    sent, states = [], []
+    policy = push_actions(game, distance=0.08)
+    info = {}
+    while "goal_result" not in info:
+        states.append(game.sim.get_state())
+        sent.append(next(policy))
+        _, _, _, _, info = game.step(sent[-1])
+    assert info["goal_result"].bob_success is False  # the goal was 30 cm away
+    demo, reached = info["hindsight"], game.sim.object_poses()
+    np.testing.assert_array_equal(demo["actions"], np.stack(sent))
+    for t in (0, 10, len(sent) - 1):  # what Bob would have seen with the reached poses as his goal
+        game.sim.set_state(states[t])
+        game.sim.set_goal(reached)
+        np.testing.assert_allclose(demo["observations"]["goal"][t], game.sim.refresh()["goal"], atol=2e-6)
+
+
+def test_a_failed_bob_turn_that_moved_nothing_teaches_nothing():
+    game = make_game(teacher="uniform", uniform_tasks=("push",), bob_hindsight="final", bob_steps_per_object=5)
+    for _ in range(5):
+        _, _, _, _, info = game.step(HOLD)
+    assert info["goal_result"].bob_success is False and "hindsight" not in info

@@ -91,3 +91,42 @@ def test_fast_sampler_draws_from_the_policys_own_distribution():
     greedy, _, _ = sample_actions(policy, obs, deterministic=True)
     expected, _ = policy.predict(obs, deterministic=True)
     np.testing.assert_array_equal(greedy, expected)
+
+
+def test_running_norm_merges_batches_into_the_mean_and_variance_of_all_data():
+    from selfplay.policies import RunningNorm
+
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(3.0, 0.05, size=(n, 4)) for n in (7, 50, 1, 300)]
+    norm = RunningNorm(4)
+    for batch in batches:
+        norm.update(th.as_tensor(batch))
+    data = np.concatenate(batches)
+    np.testing.assert_allclose(norm.mean.numpy(), data.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(norm.var.numpy(), data.var(axis=0), rtol=1e-8)
+    z = norm(th.as_tensor(data[:3], dtype=th.float32))
+    np.testing.assert_allclose(z.numpy(), (data[:3] - data.mean(0)) / data.std(0), atol=1e-3)
+    assert norm(th.full((1, 4), 1e6)).max() == 5.0  # clipped
+
+
+def test_normalised_bob_saves_its_statistics_in_the_sb3_zip(tmp_path):
+    from stable_baselines3 import PPO
+
+    from selfplay.policies import update_input_stats
+
+    cfg, space, action_space, obs = _observation_batch(n_objects=2)
+    cfg.bob.normalize_inputs = True
+    model = build_model(cfg, BOB, space, action_space)
+    before = model.policy.predict_values(model.policy.obs_to_tensor(obs)[0]).item()
+    batch = {k: np.repeat(v, 4, axis=0) * np.linspace(0.5, 2.0, 4).reshape(4, *[1] * (v.ndim - 1)) for k, v in obs.items()}
+    batch["mask"] = np.repeat(obs["mask"], 4, axis=0)
+    update_input_stats(model.policy, batch)
+    extractor = model.policy.pi_features_extractor
+    assert extractor.object_norm.count.item() == 4 * 2  # real objects only: 2 per observation
+    assert model.policy.vf_features_extractor.robot_norm.count.item() == 4
+    after = model.policy.predict_values(model.policy.obs_to_tensor(obs)[0]).item()
+    assert after != before  # the statistics change what the network sees
+    model.save(tmp_path / "bob.zip")
+    loaded = PPO.load(tmp_path / "bob.zip")
+    np.testing.assert_array_equal(loaded.policy.pi_features_extractor.object_norm.mean.numpy(), extractor.object_norm.mean.numpy())
+    assert loaded.policy.predict_values(loaded.policy.obs_to_tensor(obs)[0]).item() == after
