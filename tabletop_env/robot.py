@@ -22,8 +22,14 @@ class ControlConfig:
     max_finger_opening: float = 0.08  # metres between the fingers at a = +1 (a = -1 closes)
     # The tool centre is pinned to the controller target by a constraint (a mocap-style weld, as
     # the paper's simulator does): it reaches the commanded pose within the step.
-    hand_force: float = 2000.0  # N, the most the pin may pull with (its stiffness: PhysicsConfig.constraint_erp)
+    hand_force: float = 300.0  # N, the most the pin may pull with (its stiffness: PhysicsConfig.constraint_erp)
+    # The arm's links (not the fingers) weigh this share of the real Panda's: the pin then moves
+    # the arm within the step with a modest force, which cannot crush a block into the table
+    # (at full mass it needed 2,000 N, which pressed blocks 3.5 cm into it).
+    arm_mass_scale: float = 0.1
     arm_force_scale: float = 0.2  # joint motors follow IK at this share of the Panda's torques
+    motor_gain: float = 0.3  # position gain of the joint motors (PyBullet's default 0.1 tracks a moving target slowly)
+    ik_iterations: int = 2  # IK iterations per step, from the current configuration
     # Bounds of the gripper tip target (metres, world frame), kept above the table surface.
     workspace_low: tuple[float, float, float] = (-0.40, -0.38, 0.005)
     workspace_high: tuple[float, float, float] = (0.32, 0.38, 0.45)
@@ -47,7 +53,6 @@ class Panda:
     HOME = np.array([0.0, -0.2, 0.0, -2.2, 0.0, 2.0, 0.785])  # joint positions, rad: gripper down
     ARM_FORCES = (87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0)  # N m, the Panda's torque limits
     FINGER_FORCE = 40.0  # N per finger
-    POSITION_GAIN = 0.3  # motor position gain (PyBullet's default 0.1 tracks a moving target slowly)
     BASE_POSITION = (-0.6, 0.0, 0.0)
     CONTROLLER_SIZE = 6  # target x, y, z, yaw, pitch, finger opening
 
@@ -58,6 +63,11 @@ class Panda:
         self.body = sim.load_urdf("panda", "franka_panda/panda.urdf", self.BASE_POSITION, fixed=True)
         for link in self.FINGER_LINKS:
             sim.set_dynamics("panda", link, lateralFriction=1.5, spinningFriction=0.003)
+        for link in range(pybullet.getNumJoints(self.body, physicsClientId=self.client)):
+            mass, _, inertia = pybullet.getDynamicsInfo(self.body, link, physicsClientId=self.client)[:3]
+            if mass > 0 and link not in self.FINGER_LINKS:
+                sim.set_dynamics("panda", link, mass=mass * control.arm_mass_scale,
+                                 localInertiaDiagonal=[v * control.arm_mass_scale for v in inertia])
         # The real Panda's fingers move together (one motor); without this coupling a grasped
         # block drifts towards the weaker finger.
         gear = pybullet.createConstraint(
@@ -68,7 +78,7 @@ class Panda:
         info = [pybullet.getJointInfo(self.body, j, physicsClientId=self.client) for j in self.MOVABLE_JOINTS]
         self.lower = np.array([i[8] for i in info])
         self.upper = np.array([i[9] for i in info])
-        self._gains = [self.POSITION_GAIN] * len(self.MOVABLE_JOINTS)
+        self._gains = [control.motor_gain] * len(self.MOVABLE_JOINTS)
         self._low = tuple(control.workspace_low)
         self._high = tuple(control.workspace_high)
         self._lower_list, self._upper_list = self.lower.tolist(), self.upper.tolist()
@@ -154,7 +164,7 @@ class Panda:
             upperLimits=self._upper_list,
             jointRanges=self._ranges,
             restPoses=self._rest,
-            maxNumIterations=2,  # re-solved every step; the target is at most one step away
+            maxNumIterations=c.ik_iterations,  # re-solved every step; the target is at most one step away
             physicsClientId=self.client,
         )
         finger = t[5] * 0.5

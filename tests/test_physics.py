@@ -45,3 +45,20 @@ def test_three_block_stack_stands_for_10_seconds():
         assert info["is_success"], f"seed {seed}: stack fell ({env.object_poses()[:, :3].round(3)})"
         top_drift = np.linalg.norm(env.object_poses()[2, :3] - goal.poses[2, :3])
         assert top_drift < 0.005
+
+
+def test_pressing_down_on_a_block_does_not_push_it_into_the_table():
+    """The tool pin is strong enough to move the arm within a step, not to crush a block."""
+    from tabletop_env.scripted import move_action
+
+    env = TabletopEnv(task="Tabletop/Push1-v0", max_episode_steps=10_000, randomise_robot=False)
+    for opening in (-1.0, 1.0):
+        env.reset(seed=0)
+        block = env.object_poses()[0, :3].copy()
+        for _ in range(20):
+            env.step(move_action(env, block + [0.01, 0.0, 0.10], 0.0, opening))
+        lowest = block[2]
+        for _ in range(10):
+            env.step(np.array([0, 0, -1.0, 0, 0, opening]))
+            lowest = min(lowest, env.object_poses()[0, 2])
+        assert lowest > block[2] - 0.01, f"block pressed {1000 * (block[2] - lowest):.0f} mm into the table"
