@@ -90,11 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--games", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--rules", nargs="*", default=list(ALICE_STARTS), help="game.alice_start values to compare")
+    parser.add_argument("--workspaces", nargs="*", default=list(WORKSPACES), help=f"any of {list(WORKSPACES)}")
     args = parser.parse_args(argv)
     lines = ["| setup | goal | turns | tool height at start (cm) | valid | outside area (of valid) | "
              "yaw > 0.2 rad (of valid) | block moved (cm, valid) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for workspace, overrides in WORKSPACES.items():
-        for rule in ALICE_STARTS:
+    for workspace in args.workspaces:
+        overrides = WORKSPACES[workspace]
+        for rule in args.rules:
             name = f"{workspace}, alice_start={rule}"
             lines += table(name, play([*overrides, f"game.alice_start={rule}"], args.games, args.seed))
             print(name, file=sys.stderr)

@@ -52,7 +52,7 @@ class GameSchema:
     max_goals: int = 5  # goals per game
     bob_steps_per_object: int = 200  # Bob's timeout per goal = this x objects
     success_hold_steps: int = 1  # steps all objects must stay at the goal
-    alice_start: str = "continue"  # Alice's later turns start from her last state (continue), with the arm back home (home) or next to an object (near_object)
+    alice_start: str = "continue"  # Alice's turns start from her last state (continue), later ones with the arm back home (home), or every one with the tool next to an object (near_object)
     position_only: bool = False  # success (and "moved") by position alone; the holdouts compare rotation too
     bob_hindsight: str = "none"  # final: a failed Bob turn that moved an object also becomes a demonstration, relabelled with the poses he reached
 

@@ -44,10 +44,10 @@ class GameConfig:
     # Uniform push goals this far (m, min and max) from each block's current position; None: the
     # push task's goals anywhere in the placement area. For the learning ladder's near goals.
     goal_distance: tuple[float, float] | None = None
-    # What Alice's later turns start from, objects always where she left them: "continue" (her
-    # last state, the paper), "home" (the arm back at its home pose) or "near_object" (the tool at
-    # home height, 8-12 cm from a random object's centre, on a random side, within 5 cm of the
-    # placement area; home when no such spot is free).
+    # Where Alice's arm starts her turns, objects always where she left them: "continue" (her
+    # last state, the paper), "home" (later turns: the arm back at its home pose) or
+    # "near_object" (every turn: the tool at home height, 8-12 cm from a random object's centre,
+    # on a random side, within 5 cm of the placement area; home when no such spot is free).
     alice_start: str = "continue"
     position_only: bool = False  # success and "moved" by position alone (rotation ignored)
     # Hindsight cloning: a turn Bob failed but in which he moved an object becomes a
@@ -156,7 +156,8 @@ class SelfPlayGame(gym.Env):
     def _start_alice_turn(self) -> dict:
         self.phase = ALICE
         self.sim.set_state(self._alice_state)
-        if self._goal_index > 0 and self.config.alice_start != "continue":
+        rule = self.config.alice_start
+        if rule == "near_object" or (rule == "home" and self._goal_index > 0):
             self._move_arm_for_alice()
         self._turn_start_poses = self.sim.object_poses()
         self._alice_t = 0
