@@ -114,13 +114,25 @@ def run_rung(rung: Rung, out: Path, seed: int, overrides: list[str]) -> RungResu
     return summarise(rung, run_dir, command)
 
 
+def rung0_summary(path: Path, minutes: float = math.nan) -> dict:
+    """The numbers the ladder table shows from ``benchmarks/ladder_pipeline.py``'s rung0.json."""
+    data = json.loads(path.read_text())
+    final = data["summary"]["final"]
+    if math.isnan(minutes):
+        minutes = sum(w for arm in final.values() for w in arm["wall_s"].values()) / 60
+    return {"task": data["env"], "steps": data["steps"], "seeds": data["seeds"], "ours_final": final["ours"]["mean"],
+            "sb3_final": final["sb3"]["mean"], "ours_range": (final["ours"]["min"], final["ours"]["max"]),
+            "sb3_range": (final["sb3"]["min"], final["sb3"]["max"]),
+            "within_noise": data["summary"]["within_seed_noise"], "minutes": minutes}
+
+
 def report(results: list[RungResult], rung0: dict | None, out: Path) -> str:
     lines = ["| rung | what | metric | start | end | target | met | minutes (budget) | env steps |",
              "|---|---|---|---:|---:|---:|---|---:|---:|"]
     if rung0:
-        lines.append(f"| 0 | pipeline vs SB3 PPO.learn ({rung0.get('task', '')}) | final return ours / SB3 | — | "
-                     f"{rung0.get('ours_final', math.nan):.1f} / {rung0.get('sb3_final', math.nan):.1f} | within seed noise | "
-                     f"{'yes' if rung0.get('within_noise') else 'no'} | {rung0.get('minutes', math.nan):.1f} | {rung0.get('steps', '')} |")
+        lines.append(f"| 0 | pipeline vs SB3 PPO.learn ({rung0['task']}, {len(rung0['seeds'])} seeds) | final return ours / SB3 | — | "
+                     f"{rung0['ours_final']:.0f} / {rung0['sb3_final']:.0f} | within seed noise | "
+                     f"{'yes' if rung0['within_noise'] else 'no'} | {rung0['minutes']:.1f} | {rung0['steps']:,} per run |")
     for r in results:
         lines.append(f"| {r.rung} | {r.what} | {r.metric} | {r.start:.2f} | {r.end:.2f} | {r.target:.2f} | "
                      f"{'yes' if r.met else 'no'} | {r.minutes:.1f} ({r.minutes_budget:.0f}) | {r.env_steps:,} |")
@@ -175,10 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         from ladder_pipeline import rung0 as run_rung0
 
         start = time.perf_counter()
-        rung0 = run_rung0(args.out / "rung0", seeds=[0, 1, 2])
-        rung0["minutes"] = (time.perf_counter() - start) / 60
-    elif (args.out / "ladder.json").exists():
-        rung0 = json.loads((args.out / "ladder.json").read_text()).get("rung0")
+        run_rung0(args.out / "rung0", seeds=[0, 1, 2])
+        minutes = (time.perf_counter() - start) / 60
+        rung0 = rung0_summary(args.out / "rung0" / "rung0.json", minutes)
+    elif (args.out / "rung0" / "rung0.json").exists():
+        rung0 = rung0_summary(args.out / "rung0" / "rung0.json")
     results = []
     for number in [n for n in args.rungs if n in RUNGS]:
         rung = RUNGS[number]

@@ -10,6 +10,12 @@ A game whose worker died (``info["game_lost"]``, :class:`selfplay.ray_vec_env.Ra
 dropped: nothing it produced since the last hand-over (transitions, finished trajectories,
 demonstrations) reaches a batch. Every transition carries its game's episode number, so batches
 say where they came from (``batch["episodes"]``).
+
+A game that ends ends both agents' trajectories (bootstrap 0), except when a time limit cut it
+(``info["TimeLimit.truncated"]``, as SB3's VecEnvs report a gymnasium truncation): then the actor's
+trajectory is bootstrapped with its value of ``info["terminal_observation"]``, as SB3's PPO does.
+The self-play game never truncates; single-agent tasks with a TimeLimit do
+(benchmarks/ladder_pipeline.py).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class RolloutStats:
     games: int = 0
     demonstrations: int = 0
     demonstration_steps: int = 0
+    hindsight_demonstrations: int = 0  # Bob's own failed turns among the demonstrations
     snapshot_games: int = 0
     sim_errors: int = 0
     lost_games: int = 0  # games dropped half-played because their worker died
@@ -67,6 +74,7 @@ class Collector:
         self.venv, self.models = venv, (alice, bob)
         self.pool = pool
         self.n_games = venv.num_envs
+        self.action_shape = venv.action_space.shape  # (6,) in the game; any MultiDiscrete works
         self._rng = np.random.default_rng(seed)
         self.streams: list[list[list[Transition]]] = [[[], []] for _ in range(self.n_games)]
         self._segments: list[list[tuple[list[Transition], float]]] = [[], []]
@@ -108,9 +116,9 @@ class Collector:
         return {k: v[game] for k, v in self.obs.items() if k != "phase"}
 
     def _act(self, stats: RolloutStats) -> np.ndarray:
-        """Actions (N, 6) for every game, each from the policy whose turn it is."""
+        """Actions (N, *action shape) for every game, each from the policy whose turn it is."""
         phases = self.obs["phase"][:, 0].astype(int)
-        actions = np.zeros((self.n_games, 6), dtype=np.int64)
+        actions = np.zeros((self.n_games, *self.action_shape), dtype=np.int64)
         self._step_values = np.zeros(self.n_games)
         self._step_log_probs = np.zeros(self.n_games)
         groups: dict[int, tuple] = {}  # id(policy) -> (policy, games)
@@ -151,6 +159,9 @@ class Collector:
             self._pending_demos.append((self.episodes[game], info["demonstration"]))
             stats.demonstrations += 1
             stats.demonstration_steps += len(info["demonstration"]["actions"])
+        if "hindsight" in info:  # Bob's own failed turn, relabelled with what he reached
+            self._pending_demos.append((self.episodes[game], info["hindsight"]))
+            stats.hindsight_demonstrations += 1
         if info.get("bob_done") and streams[BOB]:
             streams[BOB][-1].done = True
             self._close_stream(game, BOB)
@@ -159,8 +170,13 @@ class Collector:
         if done:
             stats.games += 1
             stats.snapshot_games += any(s is not None for s in self.opponents[game])
+            cut = info.get("TimeLimit.truncated", False) and info.get("terminal_observation") is not None
             for agent in AGENTS:
-                if streams[agent]:
+                if not streams[agent]:
+                    continue
+                if cut and agent == actor:  # a time limit, not an end: bootstrap from the state it cut at
+                    self._close_stream(game, agent, bootstrap=state_value(self.models[actor].policy, info["terminal_observation"]))
+                else:
                     streams[agent][-1].done = True
                     self._close_stream(game, agent)
             self._new_episode(game)
@@ -181,11 +197,12 @@ class Collector:
         stats.lost_games += 1
         self._new_episode(game)
 
-    def _close_stream(self, game: int, agent: int) -> None:
-        """A finished trajectory: all of it goes to the next update, bootstrap 0."""
+    def _close_stream(self, game: int, agent: int, bootstrap: float = 0.0) -> None:
+        """A finished trajectory: all of it goes to the next update, with ``bootstrap`` as the value
+        after its last step (0 for an ended one, whose last transition says ``done``)."""
         stream = self.streams[game][agent]
         if stream:
-            self._segments[agent].append((stream, 0.0))
+            self._segments[agent].append((stream, bootstrap))
         self.streams[game][agent] = []
 
     # -- hand-over to the learners --------------------------------------------------------------
@@ -236,6 +253,13 @@ class Collector:
             "rewards": np.array([t.reward for t in flat], dtype=np.float32),
             "episodes": np.array([t.episode for t in flat]),
         }
+
+
+def state_value(policy, observation: dict[str, np.ndarray]) -> float:
+    """The policy's value of one observation (unbatched arrays), by ``sample_actions`` itself
+    (greedy, so no random numbers are drawn)."""
+    _, values, _ = sample_actions(policy, {k: np.asarray(observation[k])[None] for k in STRUCTURED_KEYS}, deterministic=True)
+    return float(values[0])
 
 
 def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, bootstrap: float, gamma: float, lam: float) -> np.ndarray:

@@ -8,6 +8,8 @@ added (Bob, :class:`ABCPPO`).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch as th
 from gymnasium import spaces
@@ -45,6 +47,15 @@ def load_batch(model: PPO, batch: dict) -> None:
     model.n_steps = size
 
 
+def minibatch_size(n: int, batch_size: int) -> int:
+    """The size that splits ``n`` samples into ``round(n / batch_size)`` near-equal minibatches.
+    SB3 takes fixed-size ones plus the remainder, and our batch sizes vary (held-back steps, the
+    Alice/Bob split): a remainder of 1 sample gets no advantage normalisation and a full Adam step
+    (benchmarks/ladder_pipeline.py: on CartPole every such update blew up). ``n`` a multiple of
+    ``batch_size``: ``batch_size``, as in SB3."""
+    return math.ceil(n / max(1, round(n / batch_size)))
+
+
 class ABCPPO(PPO):
     """PPO whose loss adds ``abc_coef * L_abc`` over Alice's relabelled demonstrations.
 
@@ -72,13 +83,14 @@ class ABCPPO(PPO):
         clip_range_vf = self.clip_range_vf(self._current_progress_remaining) if self.clip_range_vf is not None else None
         use_abc = self.abc_coef > 0 and len(self.demonstrations) > 0
         abc_batch = self.abc_batch_size or self.batch_size
+        minibatch = minibatch_size(self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs, self.batch_size)
 
         entropy_losses, pg_losses, value_losses, clip_fractions, abc_losses = [], [], [], [], []
         approx_kl_divs: list[float] = []
         continue_training = True
         for _ in range(self.n_epochs):
             approx_kl_divs = []
-            for rollout_data in self.rollout_buffer.get(self.batch_size):
+            for rollout_data in self.rollout_buffer.get(minibatch):
                 actions = rollout_data.actions
                 if isinstance(self.action_space, spaces.Discrete):
                     actions = rollout_data.actions.long().flatten()

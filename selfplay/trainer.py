@@ -43,7 +43,7 @@ def agent_observation_space(game_space: gym.spaces.Dict) -> gym.spaces.Dict:
 
 
 def build_model(cfg: Config, agent: int, observation_space: gym.spaces.Dict, action_space: gym.spaces.Space) -> PPO:
-    """Alice: SB3 PPO without goal features; Bob: :class:`ABCPPO` with them."""
+    """Alice: :class:`ABCPPO` without goal features and ABC; Bob: with both."""
     a = cfg.alice if agent == ALICE else cfg.bob
     kwargs = dict(
         learning_rate=a.learning_rate,
@@ -63,11 +63,10 @@ def build_model(cfg: Config, agent: int, observation_space: gym.spaces.Dict, act
         verbose=0,
     )
     env = DummyVecEnv([lambda: _Spaces(observation_space, action_space)])
-    if agent == ALICE:
-        model = PPO("MultiInputPolicy", env, **kwargs)
-    else:
-        beta = cfg.abc.beta if cfg.abc.enabled else 0.0
-        model = ABCPPO("MultiInputPolicy", env, abc_coef=beta, abc_clip=cfg.abc.clip, **kwargs)
+    # Both agents train with ABCPPO's update (near-equal minibatches for batches of any size);
+    # Alice without the ABC term.
+    beta = cfg.abc.beta if cfg.abc.enabled and agent == BOB else 0.0
+    model = ABCPPO("MultiInputPolicy", env, abc_coef=beta, abc_clip=cfg.abc.clip, **kwargs)
     model.set_logger(Logger(folder=None, output_formats=[]))
     return model
 
