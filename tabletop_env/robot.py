@@ -29,7 +29,7 @@ class ControlConfig:
     arm_mass_scale: float = 0.1
     arm_force_scale: float = 0.2  # joint motors follow IK at this share of the Panda's torques
     motor_gain: float = 0.3  # position gain of the joint motors (PyBullet's default 0.1 tracks a moving target slowly)
-    ik_iterations: int = 2  # IK iterations per step, from the current configuration
+    ik_iterations: int = 1  # IK iterations per step, from the current configuration (the motors only keep the posture)
     # Bounds of the gripper tip target (metres, world frame), kept above the table surface.
     workspace_low: tuple[float, float, float] = (-0.40, -0.38, 0.005)
     workspace_high: tuple[float, float, float] = (0.32, 0.38, 0.45)
