@@ -210,9 +210,20 @@ class Collector:
         """Per-agent batches with GAE advantages (None if empty) and the demonstrations.
         ``gamma``/``gae_lambda``: (Alice's, Bob's).
 
-        Open trajectories give all but their last transition, bootstrapped with the value of
-        that last one, which stays for the next update.
+        An open trajectory whose agent acts next in its game goes in whole, bootstrapped with the
+        value of the observation it acts on next (as SB3's PPO does at a rollout's end). Any other
+        open trajectory (Alice's while Bob plays: her last reward is not known yet) gives all but
+        its last transition, bootstrapped with that one's value; the last stays for the next update.
         """
+        phases = self.obs["phase"][:, 0].astype(int)
+        for agent in AGENTS:
+            acting = [g for g in range(self.n_games) if phases[g] == agent and self.streams[g][agent]]
+            if acting:  # all learning streams: a game against a snapshot records none for it
+                observations = {k: self.obs[k][acting] for k in STRUCTURED_KEYS}
+                _, values, _ = sample_actions(self.models[agent].policy, observations, deterministic=True)
+                for game, value in zip(acting, values):
+                    self._segments[agent].append((self.streams[game][agent], float(value)))
+                    self.streams[game][agent] = []
         for game in range(self.n_games):
             for agent in AGENTS:
                 stream = self.streams[game][agent]

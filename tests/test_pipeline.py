@@ -11,7 +11,7 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from benchmarks.ladder_pipeline import HYPERPARAMETERS, GameShaped, Tally, build_bob, make_venv
-from selfplay.collector import Collector
+from selfplay.collector import Collector, state_value
 from selfplay.game import BOB
 from selfplay.ppo import load_batch
 
@@ -102,10 +102,10 @@ def test_collector_gae_equals_sb3_across_rollout_boundaries():
         values[g, t] = transition.value
     assert not np.isnan(values).any()
     dones = np.array([[t in terminal[g] | truncated[g] for t in range(2 * T)] for g in range(n_games)])
-    # Each step goes to one update, except a rollout's last step of an open episode, which waits.
-    waiting = [(g, 2 * T - 1) for g in range(n_games) if not dones[g, 2 * T - 1]]
-    assert sorted(tuple(t.observation["robot"].astype(int)) for t in held) == waiting
-    assert (seen == 1).sum() == 2 * T * n_games - len(waiting)
+    # Each step goes to exactly one update, as in SB3: Bob acts next in every game, so nothing waits.
+    assert held == []
+    assert (seen == 1).all()
+    next_values = [state_value(bob.policy, {k: v[g] for k, v in collector.obs.items()}) for g in range(n_games)]
 
     # SB3's PPO.collect_rollouts on a truncation: reward += gamma * V(terminal observation), then done.
     sb3_rewards = rewards[:, : 2 * T].copy()
@@ -124,7 +124,7 @@ def test_collector_gae_equals_sb3_across_rollout_boundaries():
             assert (np.diff(steps) == 1).all()  # in time order, no gaps
             first, last = steps[0], steps[-1]
             window = slice(first, last + 1)
-            last_value = values[g, last + 1] if last + 1 < 2 * T else 1e6  # an episode end: must not be used
+            last_value = values[g, last + 1] if last + 1 < 2 * T else next_values[g]
             adv, ret = sb3_advantages(sb3_rewards[g, window], values[g, window], dones[g, window].astype(np.float32),
                                       last_value, gamma, lam)
             np.testing.assert_allclose(batch["advantages"][rows], adv, rtol=1e-5, atol=1e-5, err_msg=f"game {g}")
@@ -143,7 +143,7 @@ def test_a_one_action_task_goes_through_collect_load_and_train():
     stats = collector.collect(256)
     assert stats.steps == [0, 256] and tally.steps == 256 and tally.episodes
     _, batch = collector.take_batches((0.99, 0.99), (0.95, 0.95))[0]
-    assert batch["actions"].shape == (256 - 4, 1) and set(np.unique(batch["actions"])) <= {0, 1}
+    assert batch["actions"].shape == (256, 1) and set(np.unique(batch["actions"])) <= {0, 1}  # nothing held back
     load_batch(bob, batch)
     bob.train()
     assert any(not th.equal(before[k], v) for k, v in bob.policy.state_dict().items())
@@ -182,7 +182,7 @@ def test_no_update_trains_a_tiny_remainder_minibatch():
     venv = DummyVecEnv([lambda: env])
     bob = build_bob(0, venv.observation_space, venv.action_space, {**SMALL, "batch_size": 4, "n_epochs": 2})
     collector = Collector(venv, None, bob)
-    collector.collect(10)
+    collector.collect(9)
     _, batch = collector.take_batches((0.99, 0.99), (0.95, 0.95))[0]
     assert len(batch["actions"]) == 9  # batch sizes vary in our pipeline (held-back steps, Alice/Bob split)
     sizes = []
