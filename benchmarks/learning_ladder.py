@@ -162,7 +162,8 @@ def _plot(results: list[RungResult], path: Path) -> None:
         values = [v for _, v in r.curve]
         ax.plot(minutes, values, lw=0.8, alpha=0.5)
         width = max(5, len(values) // 10)
-        smooth = [sum(values[max(0, i - width + 1): i + 1]) / len(values[max(0, i - width + 1): i + 1]) for i in range(len(values))]
+        windows = [[v for v in values[max(0, i - width + 1): i + 1] if not math.isnan(v)] for i in range(len(values))]
+        smooth = [sum(w) / len(w) if w else math.nan for w in windows]  # updates without a goal of the kind are skipped
         ax.plot(minutes, smooth, lw=2)
         ax.axhline(r.target, color="k", ls="--", lw=1)
         ax.axvline(r.minutes_budget, color="grey", ls=":", lw=1)
