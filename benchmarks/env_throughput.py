@@ -5,7 +5,7 @@ Run from the repository root (takes about 3-5 minutes on 2 cores)::
     python benchmarks/env_throughput.py                    # median of 5 repeats, 2000 steps each
     python benchmarks/env_throughput.py --out table.md     # also write the markdown table
 
-What is measured (docs BENCHMARKS.md, section 1): environment steps per second with random
+What is measured (docs/benchmarks.md, section 1): environment steps per second with random
 actions from each env's action space (seeded, drawn before the clock starts), resetting on
 termination or truncation, all in this one process. Every contender simulates 40 ms per step.
 After a warm-up, each repeat times every contender once, interleaved, so that machine noise hits

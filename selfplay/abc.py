@@ -1,4 +1,4 @@
-"""Alice Behavioural Cloning (METHOD.md section 4): relabelled demonstrations and the clipped loss."""
+"""Alice Behavioural Cloning (docs/method.md section 4): relabelled demonstrations and the clipped loss."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 phase, and turns the interleaved stream into per-agent batches and ABC demonstrations.
 
 Each agent's turns in one game form one trajectory (Alice continues from her own last state,
-Bob from his), so values bootstrap across goal boundaries (METHOD.md section 8). A stream's last
+Bob from his), so values bootstrap across goal boundaries (docs/method.md section 8). A stream's last
 transition is held back until the agent's next observation exists, which is also how Alice's
 reward for a goal, known only after Bob's turn, reaches the last step of her turn.
 

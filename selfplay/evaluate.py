@@ -1,4 +1,4 @@
-"""Zero-shot evaluation of Bob on the holdout tasks (METHOD.md section 6's protocol).
+"""Zero-shot evaluation of Bob on the holdout tasks (docs/method.md section 6's protocol).
 
     python -m selfplay.evaluate run=<run folder>            # the run's latest Bob
     python -m selfplay.evaluate checkpoint=<bob.zip> tasks=[Tabletop/Push1-v0] trials=20
@@ -30,7 +30,7 @@ os.environ.setdefault("WANDB_SILENT", "true")
 from selfplay.policies import sample_actions  # noqa: E402
 from tabletop_env import TabletopEnv, list_tasks, make_task  # noqa: E402
 
-#: Zero-shot success (%) reported in the paper (METHOD.md section 6) for tasks that match ours.
+#: Zero-shot success (%) reported in the paper (docs/method.md section 6) for tasks that match ours.
 PUBLISHED = {
     "Tabletop/Push1-v0": ("block push 1", 100),
     "Tabletop/Push8-v0": ("block push 8", 96),

@@ -1,4 +1,4 @@
-"""The multi-goal self-play game (METHOD.md sections 2-3) as one gymnasium env.
+"""The multi-goal self-play game (docs/method.md sections 2-3) as one gymnasium env.
 
 One simulator per game; Alice's and Bob's worlds are two :class:`SceneState` snapshots that the
 game switches between exactly. The observation carries ``phase`` (0: Alice acts, 1: Bob acts), so
@@ -28,7 +28,7 @@ ALICE_STARTS = ("continue", "home", "near_object")  # GameConfig.alice_start
 
 @dataclass
 class GameConfig:
-    """Rules of one game. Defaults are METHOD.md's, except where noted."""
+    """Rules of one game. Defaults are docs/method.md's, except where noted."""
 
     alice_steps: int = 100  # T: Alice acts exactly this many steps per goal
     max_goals: int = 5  # goals per episode
@@ -240,7 +240,7 @@ class SelfPlayGame(gym.Env):
 
     def _demonstration(self, trace: list[tuple[dict, np.ndarray]], goal: np.ndarray) -> dict:
         """A turn's (observation, action values) trace as Bob would have seen it with ``goal``
-        (n, 7): Alice's turn for ABC (METHOD.md 4), or Bob's own for hindsight cloning."""
+        (n, 7): Alice's turn for ABC (docs/method.md 4), or Bob's own for hindsight cloning."""
         from selfplay.abc import relabel
 
         observations = {k: np.stack([o[k] for o, _ in trace]) for k in trace[0][0]}
@@ -332,7 +332,7 @@ class SelfPlayGame(gym.Env):
         obs["phase"] = np.array([float(self.phase)], dtype=np.float32)
         return obs
 
-    # -- the "uniform" teacher (METHOD.md section 7's no-curriculum baseline) ------------------
+    # -- the "uniform" teacher (docs/method.md section 7's no-curriculum baseline) ------------------
     def _make_uniform_tasks(self) -> list:
         n = self.n_objects
         kinds = ("push", "pick_and_place", "stack")

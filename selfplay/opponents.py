@@ -1,4 +1,4 @@
-"""The pool of past snapshots (METHOD.md section 2.8): some games play against an old opponent."""
+"""The pool of past snapshots (docs/method.md section 2, item 8): some games play against an old opponent."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Permutation-invariant object-set networks (METHOD.md section 5) for SB3 policies.
+"""Permutation-invariant object-set networks (docs/method.md section 5) for SB3 policies.
 
 Robot features -> MLP embedding; each object's features (plus its goal features for Bob) ->
 one shared MLP -> max-pool over the real objects (padding masked out); the two embeddings are
@@ -126,7 +126,7 @@ def update_input_stats(policy, observations: dict[str, np.ndarray]) -> None:
 def policy_kwargs(use_goal: bool, width: int = 128, depth: int = 2, head: tuple[int, ...] = (128,),
                   normalize: bool = False) -> dict[str, Any]:
     """``policy_kwargs`` for SB3's ``MultiInputPolicy``: object-set extractor, separate policy
-    and value networks (no shared weights, METHOD.md section 5)."""
+    and value networks (no shared weights, docs/method.md section 5)."""
     return {
         "features_extractor_class": ObjectSetExtractor,
         "features_extractor_kwargs": {"width": width, "depth": depth, "use_goal": use_goal, "normalize": normalize},

@@ -116,7 +116,7 @@ class ABCPPO(PPO):
                 entropy_losses.append(entropy_loss.item())
 
                 loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
-                if use_abc:  # METHOD.md section 4: + beta * L_abc on a minibatch of demonstrations
+                if use_abc:  # docs/method.md section 4: + beta * L_abc on a minibatch of demonstrations
                     demo_obs, demo_actions, demo_log_probs = self.demonstrations.sample(abc_batch, self.device)
                     _, demo_log_prob, _ = self.policy.evaluate_actions(demo_obs, demo_actions)
                     loss_abc = abc_loss(demo_log_prob, demo_log_probs, self.abc_clip)

@@ -77,7 +77,7 @@ PPO_STATS = ("learning_rate", "entropy_loss", "policy_gradient_loss", "value_los
 
 
 def alice_reward(result) -> float:
-    """Alice's reward for one goal (METHOD.md section 3's table)."""
+    """Alice's reward for one goal (docs/method.md section 3's table)."""
     if not result.valid:
         return 0.0
     reward = 1.0 + (5.0 if not result.bob_success else 0.0)

@@ -14,7 +14,7 @@ class PhysicsConfig:
     """How the world is integrated. One env step lasts ``physics_dt * substeps`` seconds."""
 
     physics_dt: float = 0.004  # seconds per physics step (250 Hz)
-    substeps: int = 10  # physics steps per env step: 10 x 4 ms = 40 ms, as in METHOD.md
+    substeps: int = 10  # physics steps per env step: 10 x 4 ms = 40 ms, as in docs/method.md
     solver_iterations: int = 30  # constraint-solver iterations per physics step
     # Share of a joint/constraint error removed per physics step (PyBullet's default 0.2; the
     # per-constraint erp is ignored for multibodies). 0.4 lets the tool pin reach its target

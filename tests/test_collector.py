@@ -33,7 +33,7 @@ def test_batches_hold_each_agents_own_steps_with_rewards_from_the_rules(tmp_path
     assert flushed + kept == sum(stats.steps)  # every step lands in exactly one agent's batch
     assert kept <= 2 * collector.n_games and kept <= pending
     alice, bob = batches
-    assert set(np.unique(alice["rewards"])) <= {0.0, 1.0, 6.0, 3.0, -2.0}  # METHOD.md's table
+    assert set(np.unique(alice["rewards"])) <= {0.0, 1.0, 6.0, 3.0, -2.0}  # docs/method.md's table
     assert alice["observations"]["goal"].any() == False  # noqa: E712  (Alice never sees a goal)
     if bob is not None:
         assert np.all(np.abs(bob["rewards"]) <= 1 + 5)

@@ -1,4 +1,4 @@
-"""The rules of the self-play game (METHOD.md sections 2-3), pinned with scripted players."""
+"""The rules of the self-play game (docs/method.md sections 2-3), pinned with scripted players."""
 
 import numpy as np
 import pytest

@@ -146,7 +146,7 @@ def test_named_experiments_compose():
     assert compose_config(["experiment=baseline_uniform"]).teacher.name == "uniform"
     assert compose_config(["experiment=ablation_single_goal"]).game.max_goals == 1
     default, paper = compose_config(), compose_config(["experiment=paper_blocks"])
-    assert paper.bob.learning_rate == 3e-4 and paper.game.alice_steps == 100  # METHOD.md's numbers
+    assert paper.bob.learning_rate == 3e-4 and paper.game.alice_steps == 100  # docs/method.md's numbers
     assert paper.env.placement_high == [0.2, 0.25] and default.env.placement_high != paper.env.placement_high
 
 

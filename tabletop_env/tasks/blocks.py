@@ -9,7 +9,7 @@ from tabletop_env.objects import BLOCK_SIZE
 from tabletop_env.state import CUBE_SYMMETRIES, ROTATION_FULL, quaternion_multiply
 from tabletop_env.tasks.base import Goal, Task, yaw_quaternion
 
-TIMEOUT_PER_OBJECT = 200  # env steps per object, METHOD.md section 2
+TIMEOUT_PER_OBJECT = 200  # env steps per object, docs/method.md section 2
 
 
 class Push(Task):
