@@ -2,8 +2,9 @@
 phase, and turns the interleaved stream into per-agent batches and ABC demonstrations.
 
 Each agent's turns in one game form one trajectory (Alice continues from her own last state,
-Bob from his), so values bootstrap across goal boundaries (docs/method.md section 8). A stream's last
-transition is held back until the agent's next observation exists, which is also how Alice's
+Bob from his), so values bootstrap across goal boundaries (docs/method.md section 8). At a hand-over a
+stream whose agent acts next goes in whole, bootstrapped from the observation it acts on; any other
+stream's last transition waits for the agent's next observation, which is also how Alice's
 reward for a goal, known only after Bob's turn, reaches the last step of her turn.
 
 A game whose worker died (``info["game_lost"]``, :class:`selfplay.ray_vec_env.RayVecEnv`) is
@@ -219,8 +220,7 @@ class Collector:
         for agent in AGENTS:
             acting = [g for g in range(self.n_games) if phases[g] == agent and self.streams[g][agent]]
             if acting:  # all learning streams: a game against a snapshot records none for it
-                observations = {k: self.obs[k][acting] for k in STRUCTURED_KEYS}
-                _, values, _ = sample_actions(self.models[agent].policy, observations, deterministic=True)
+                values = state_values(self.models[agent].policy, {k: self.obs[k][acting] for k in STRUCTURED_KEYS})
                 for game, value in zip(acting, values):
                     self._segments[agent].append((self.streams[game][agent], float(value)))
                     self.streams[game][agent] = []
@@ -266,11 +266,15 @@ class Collector:
         }
 
 
+def state_values(policy, observations: dict[str, np.ndarray]) -> np.ndarray:
+    """The policy's values (B,) of a batch of observations (dict of (B, ...) arrays), by
+    ``sample_actions`` itself (greedy, so no random numbers are drawn)."""
+    return sample_actions(policy, observations, deterministic=True)[1]
+
+
 def state_value(policy, observation: dict[str, np.ndarray]) -> float:
-    """The policy's value of one observation (unbatched arrays), by ``sample_actions`` itself
-    (greedy, so no random numbers are drawn)."""
-    _, values, _ = sample_actions(policy, {k: np.asarray(observation[k])[None] for k in STRUCTURED_KEYS}, deterministic=True)
-    return float(values[0])
+    """:func:`state_values` of one observation (unbatched arrays)."""
+    return float(state_values(policy, {k: np.asarray(observation[k])[None] for k in STRUCTURED_KEYS})[0])
 
 
 def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, bootstrap: float, gamma: float, lam: float) -> np.ndarray:

@@ -201,7 +201,6 @@ class SelfPlayGame(gym.Env):
         if not moved.any():
             return self._end_invalid(info, sim_info)
         result = self._describe_goal(goal, moved)
-        result.distance = float(np.linalg.norm(goal[:, :3] - self._turn_start_poses[:, :3], axis=1).max())
         self._alice_state = self.sim.get_state()
         self._goal = goal
         if self._bob_out:  # Bob sits out: the goal counts as failed and becomes a demonstration
@@ -236,6 +235,7 @@ class SelfPlayGame(gym.Env):
             moved=int(moved.sum()),
             lifted=int((raised & ~stacked).sum()),
             stacked=int(stacked.sum()),
+            distance=float(np.linalg.norm(goal[:, :3] - self._turn_start_poses[:, :3], axis=1).max()),
         )
 
     def _demonstration(self, trace: list[tuple[dict, np.ndarray]], goal: np.ndarray) -> dict:
@@ -260,8 +260,8 @@ class SelfPlayGame(gym.Env):
         self._bob_t = 0
         self._hold = 0
         self._at_goal = self.sim.objects_at_goal()
-        self._bob_trace: list[tuple[dict, np.ndarray]] = []
-        self._bob_turn_start = self.sim.object_poses()
+        self._bob_trace: list[tuple[dict, np.ndarray]] = []  # filled only for hindsight cloning
+        self._bob_turn_start = self.sim.object_poses() if self.config.bob_hindsight != "none" else None
         self._last_obs = self._observe(self.sim.refresh())
         return self._last_obs
 

@@ -117,8 +117,11 @@ def update_input_stats(policy, observations: dict[str, np.ndarray]) -> None:
     """Fold a batch of observations (dict of (B, ...) numpy arrays) into the input statistics of
     the policy's extractors (no-op without ``normalize``). Call it between updates, after the
     PPO step, so that a batch is always trained with the statistics it was collected with."""
+    extractors = {id(e): e for e in (policy.pi_features_extractor, policy.vf_features_extractor)
+                  if getattr(e, "robot_norm", None) is not None}
+    if not extractors:  # the default: nothing to convert
+        return
     obs = {k: th.as_tensor(observations[k], dtype=th.float32) for k in STRUCTURED_KEYS}
-    extractors = {id(e): e for e in (policy.pi_features_extractor, policy.vf_features_extractor)}
     for extractor in extractors.values():
         extractor.update_input_stats(obs)
 

@@ -60,8 +60,10 @@ class ABCPPO(PPO):
     """PPO whose loss adds ``abc_coef * L_abc`` over Alice's relabelled demonstrations.
 
     ``abc_coef`` is beta (0.5 in the paper), ``abc_clip`` the ratio clip epsilon (0.2). With
-    ``abc_coef = 0`` or no demonstrations, :meth:`train` performs exactly SB3's PPO update (a test
-    checks this against ``PPO.train`` on the same batch). The checkpoint is a standard SB3 zip:
+    ``abc_coef = 0`` or no demonstrations, :meth:`train` performs exactly SB3's PPO update on a
+    batch whose size is a multiple of ``batch_size`` (a test checks this against ``PPO.train``);
+    other sizes are split into near-equal minibatches (:func:`minibatch_size`) where SB3 would
+    train a remainder. The checkpoint is a standard SB3 zip:
     ``PPO.load`` opens it.
     """
 
