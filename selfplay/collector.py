@@ -28,7 +28,8 @@ import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
-from selfplay.game import ALICE, BOB, GoalResult
+from selfplay.game import ALICE, BOB, BOB_OBSERVATION_KEYS, GoalResult
+from selfplay.offpolicy import continuous_actions, is_continuous
 from selfplay.opponents import OpponentPool
 from selfplay.policies import STRUCTURED_KEYS, sample_actions
 
@@ -80,6 +81,10 @@ class Collector:
         self.streams: list[list[list[Transition]]] = [[[], []] for _ in range(self.n_games)]
         self._segments: list[list[tuple[list[Transition], float]]] = [[], []]
         self._pending_demos: list[tuple[int, dict]] = []  # (episode, demonstration)
+        # An off-policy Bob (continuous actions) learns from whole turns, not PPO streams.
+        self.bob_continuous = is_continuous(bob.policy)
+        self._bob_turns: list[list[tuple[dict, np.ndarray]]] = [[] for _ in range(self.n_games)]  # open turns
+        self._finished_turns: list[tuple[int, list[dict], np.ndarray]] = []  # (episode, T + 1 observations, actions)
         self.episodes = list(range(self.n_games))  # episode number of each game's current game
         self._next_episode = self.n_games
         self.lost_episodes: list[int] = []  # episodes dropped because their worker died
@@ -119,7 +124,7 @@ class Collector:
     def _act(self, stats: RolloutStats) -> np.ndarray:
         """Actions (N, *action shape) for every game, each from the policy whose turn it is."""
         phases = self.obs["phase"][:, 0].astype(int)
-        actions = np.zeros((self.n_games, *self.action_shape), dtype=np.int64)
+        actions = np.zeros((self.n_games, *self.action_shape), dtype=np.float64 if self.bob_continuous else np.int64)
         self._step_values = np.zeros(self.n_games)
         self._step_log_probs = np.zeros(self.n_games)
         groups: dict[int, tuple] = {}  # id(policy) -> (policy, games)
@@ -128,7 +133,10 @@ class Collector:
             groups.setdefault(id(policy), (policy, []))[1].append(game)
         for policy, games in groups.values():
             batch = {k: self.obs[k][games] for k in STRUCTURED_KEYS}
-            actions[games], self._step_values[games], self._step_log_probs[games] = sample_actions(policy, batch)
+            if is_continuous(policy):  # an off-policy Bob: no values or log-probabilities needed
+                actions[games] = continuous_actions(policy, batch)
+            else:
+                actions[games], self._step_values[games], self._step_log_probs[games] = sample_actions(policy, batch)
         stats.steps[ALICE] += int((phases == ALICE).sum())
         stats.steps[BOB] += int((phases == BOB).sum())
         self._step_phases, self._step_actions = phases, actions
@@ -141,7 +149,10 @@ class Collector:
         actor = int(self._step_phases[game])
         streams = self.streams[game]
         learning = [self.opponents[game][a] is None for a in AGENTS]
-        if learning[actor]:
+        if actor == BOB and self.bob_continuous:
+            if learning[BOB]:
+                self._record_bob_turn(game, info)
+        elif learning[actor]:
             streams[actor].append(
                 Transition(
                     observation=self._observation(game),  # what the actor saw
@@ -182,7 +193,24 @@ class Collector:
                     self._close_stream(game, agent)
             self._new_episode(game)
 
+    def _record_bob_turn(self, game: int, info: dict) -> None:
+        """An off-policy Bob's step: kept with its turn; a finished turn waits for the hand-over."""
+        observation = {k: self.obs[k][game] for k in BOB_OBSERVATION_KEYS}
+        turn = self._bob_turns[game]
+        turn.append((observation, self._step_actions[game].astype(np.float32)))
+        if "bob_last_observation" in info:
+            observations = [o for o, _ in turn] + [info["bob_last_observation"]]
+            self._finished_turns.append((self.episodes[game], observations, np.stack([a for _, a in turn])))
+            self._bob_turns[game] = []
+
+    def take_turns(self) -> list[tuple[list[dict], np.ndarray]]:
+        """An off-policy Bob's turns finished since the last call: (T + 1 observations, actions (T, 6))."""
+        turns = [(observations, actions) for _, observations, actions in self._finished_turns]
+        self._finished_turns = []
+        return turns
+
     def _new_episode(self, game: int) -> None:
+        self._bob_turns[game] = []
         self.episodes[game] = self._next_episode
         self._next_episode += 1
         self._choose_opponents(game)
@@ -195,6 +223,8 @@ class Collector:
         self.streams[game] = [[], []]
         self._segments = [[(t, b) for t, b in segments if t[0].episode != lost] for segments in self._segments]
         self._pending_demos = [(episode, demo) for episode, demo in self._pending_demos if episode != lost]
+        self._finished_turns = [turn for turn in self._finished_turns if turn[0] != lost]
+        self._bob_turns[game] = []
         stats.lost_games += 1
         self._new_episode(game)
 

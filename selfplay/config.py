@@ -54,12 +54,14 @@ class GameSchema:
     success_hold_steps: int = 1  # steps all objects must stay at the goal
     alice_start: str = "continue"  # Alice's turns start from her last state (continue), later ones with the arm back home (home), or every one with the tool next to an object (near_object)
     position_only: bool = False  # success (and "moved") by position alone; the holdouts compare rotation too
-    bob_hindsight: str = "none"  # final: a failed Bob turn that moved an object also becomes a demonstration, relabelled with the poses he reached
+    bob_hindsight: str = "none"  # final: a failed Bob turn that moved an object also becomes a demonstration, relabelled with the poses he reached; windows: every window of hindsight_window steps in which an object moved >= 1 cm, relabelled with the poses at its end
+    hindsight_window: int = 10  # steps per window of bob_hindsight=windows
 
     def __post_init__(self) -> None:
         for key in ("alice_steps", "max_goals", "bob_steps_per_object", "success_hold_steps"):
             _require(getattr(self, key) >= 1, f"game.{key}", f"must be >= 1, got {getattr(self, key)}")
-        _require(self.bob_hindsight in ("none", "final"), "game.bob_hindsight", f"must be none or final, got {self.bob_hindsight!r}")
+        _require(self.bob_hindsight in ("none", "final", "windows"), "game.bob_hindsight", f"must be none, final or windows, got {self.bob_hindsight!r}")
+        _require(self.hindsight_window >= 1, "game.hindsight_window", f"must be >= 1, got {self.hindsight_window}")
         _require(self.alice_start in ("continue", "home", "near_object"), "game.alice_start",
                  f"must be continue, home or near_object, got {self.alice_start!r}")
 
@@ -94,12 +96,25 @@ class AgentConfig:
     depth: int = 2  # layers of the per-object MLP
     head: list[int] = field(default_factory=lambda: [128])  # policy and value head layers
     normalize_inputs: bool = False  # standardise robot and object (+ goal) inputs with running statistics
+    normalize_advantage: bool = True  # standardise advantages per minibatch (SB3's default)
+    # The learner: ppo (the paper's), or sac for Bob only (off-policy, continuous actions,
+    # hindsight goals, Alice's demonstrations cloned by the actor: selfplay/offpolicy.py).
+    # The keys below are SAC's; gamma, learning_rate, batch_size and the network sizes are shared.
+    algo: str = "ppo"
+    buffer_size: int = 300_000  # transitions in the replay buffer
+    updates_per_step: float = 0.5  # gradient steps per env step Bob takes
+    tau: float = 0.05  # target-network averaging rate
+    her_ratio: float = 0.8  # share of replayed samples whose goal is a pose reached later in the turn
+    learning_starts: int = 1000  # transitions in the buffer before the first gradient step
 
     def __post_init__(self) -> None:
         _require(self.learning_rate > 0, "agent.learning_rate", f"must be positive, got {self.learning_rate}")
         _require(0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1, "agent.gamma/gae_lambda", "must lie in (0, 1]")
         _require(self.n_epochs >= 1 and self.batch_size >= 2, "agent.n_epochs/batch_size", "n_epochs >= 1, batch_size >= 2")
         _require(self.width >= 1 and self.depth >= 1, "agent.width/depth", "must be >= 1")
+        _require(self.algo in ("ppo", "sac"), "agent.algo", f"must be ppo or sac, got {self.algo!r}")
+        _require(self.buffer_size >= 1 and self.updates_per_step > 0 and 0 < self.tau <= 1 and 0 <= self.her_ratio <= 1,
+                 "agent.buffer_size/updates_per_step/tau/her_ratio", "need buffer_size >= 1, updates_per_step > 0, tau in (0, 1], her_ratio in [0, 1]")
 
 
 @dataclass
@@ -214,6 +229,9 @@ class Config:
     resume: str | None = None  # a run folder to continue from its last checkpoint
     name: str = "selfplay"  # a label for the run (wandb name, run folder suffix)
     experiment: Any = None  # set by conf/experiment/*.yaml (informational)
+
+    def __post_init__(self) -> None:
+        _require(self.alice.algo == "ppo", "alice.algo", f"Alice learns with ppo (sac is for Bob), got {self.alice.algo!r}")
 
 
 def register_configs() -> None:

@@ -27,6 +27,7 @@ import numpy as np
 os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+from selfplay.offpolicy import continuous_actions, is_continuous  # noqa: E402
 from selfplay.policies import sample_actions  # noqa: E402
 from tabletop_env import TabletopEnv, list_tasks, make_task  # noqa: E402
 
@@ -85,6 +86,11 @@ class BobPolicy:
     def __init__(self, model, deterministic: bool = True) -> None:
         self.model, self.deterministic = model, deterministic
         space = model.action_space
+        self.continuous = is_continuous(model.policy)  # an off-policy Bob (bob.algo=sac)
+        if self.continuous:
+            if space.shape != (6,):
+                raise ValueError(f"checkpoint has action space {space}; Bob needs 6 action dimensions")
+            return
         nvec = getattr(space, "nvec", None)
         if nvec is None or len(nvec) != 6 or len(set(nvec.tolist())) != 1:
             raise ValueError(f"checkpoint has action space {space}; Bob needs MultiDiscrete with 6 equal dimensions")
@@ -104,6 +110,8 @@ class BobPolicy:
 
     def __call__(self, obs: dict) -> np.ndarray:
         batch = {k: v[None] for k, v in obs.items()}
+        if self.continuous:
+            return continuous_actions(self.model.policy, batch, deterministic=self.deterministic)[0]
         actions, _, _ = sample_actions(self.model.policy, batch, deterministic=self.deterministic)
         return self.values[actions[0]]
 
@@ -239,7 +247,9 @@ def run_workspace(checkpoint_path: Path) -> dict | None:
 
 def load_bob(run: str | None, checkpoint: str | None):
     """Bob's SB3 model from a run folder (latest checkpoint) or a zip; plain errors otherwise."""
-    from stable_baselines3 import PPO
+    from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.save_util import load_from_zip_file
+    from stable_baselines3.sac.policies import SACPolicy
 
     from selfplay.checkpoint import latest_checkpoint
 
@@ -249,7 +259,9 @@ def load_bob(run: str | None, checkpoint: str | None):
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        return PPO.load(path, device="cpu"), path
+        data, _, _ = load_from_zip_file(path, device="cpu", load_data=True)
+        algo = SAC if isinstance(data.get("policy_class"), type) and issubclass(data["policy_class"], SACPolicy) else PPO
+        return algo.load(path, device="cpu"), path
     except Exception as error:  # a zip that is not an SB3 model
         raise ValueError(f"{path} is not a loadable SB3 checkpoint: {error}") from None
 

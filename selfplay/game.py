@@ -26,6 +26,13 @@ ALICE, BOB = 0, 1
 ALICE_STARTS = ("continue", "home", "near_object")  # GameConfig.alice_start
 
 
+#: What an off-policy Bob's replay buffer keeps of an observation.
+BOB_OBSERVATION_KEYS = ("robot", "objects", "goal", "mask")
+#: Bob's hindsight cloning rules (``GameConfig.bob_hindsight``).
+HINDSIGHT_RULES = ("none", "final", "windows")
+HINDSIGHT_MIN_MOVE = 0.01  # m an object must move within a window for bob_hindsight=windows
+
+
 @dataclass
 class GameConfig:
     """Rules of one game. Defaults are docs/method.md's, except where noted."""
@@ -51,8 +58,15 @@ class GameConfig:
     alice_start: str = "continue"
     position_only: bool = False  # success and "moved" by position alone (rotation ignored)
     # Hindsight cloning: a turn Bob failed but in which he moved an object becomes a
-    # demonstration too, relabelled with the poses he reached ("final"); "none": off.
+    # demonstration too, relabelled with the poses he reached ("final"); or each window of
+    # ``hindsight_window`` steps of any of his turns in which an object moved >= 1 cm becomes one,
+    # relabelled with the poses at the window's end ("windows"); "none": off.
     bob_hindsight: str = "none"
+    hindsight_window: int = 10  # steps per window of bob_hindsight=windows
+    # Bob's actions: "discrete" (bin indices, like Alice's) or "continuous" (6 floats in [-1, 1],
+    # for an off-policy Bob, selfplay/offpolicy.py); each turn's end then reports its last
+    # observation (info["bob_last_observation"]) for his replay buffer.
+    bob_actions: str = "discrete"
 
 
 @dataclass
@@ -100,8 +114,12 @@ class SelfPlayGame(gym.Env):
             raise ValueError(f"teacher must be 'selfplay' or 'uniform', got {c.teacher!r}")
         if c.alice_start not in ALICE_STARTS:
             raise ValueError(f"alice_start must be one of {ALICE_STARTS}, got {c.alice_start!r}")
-        if c.bob_hindsight not in ("none", "final"):
-            raise ValueError(f"bob_hindsight must be 'none' or 'final', got {c.bob_hindsight!r}")
+        if c.bob_hindsight not in HINDSIGHT_RULES:
+            raise ValueError(f"bob_hindsight must be one of {HINDSIGHT_RULES}, got {c.bob_hindsight!r}")
+        if c.bob_actions not in ("discrete", "continuous"):
+            raise ValueError(f"bob_actions must be 'discrete' or 'continuous', got {c.bob_actions!r}")
+        if c.hindsight_window < 1:
+            raise ValueError(f"hindsight_window must be >= 1, got {c.hindsight_window}")
         if c.goal_distance is not None and not 0 <= c.goal_distance[0] <= c.goal_distance[1]:
             raise ValueError(f"goal_distance must be (min, max) with 0 <= min <= max, got {c.goal_distance}")
         self.sim = TabletopEnv(
@@ -141,6 +159,8 @@ class SelfPlayGame(gym.Env):
         return self._start_alice_turn(), {}
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        if self.phase == BOB and self.config.bob_actions == "continuous":
+            return self._bob_step(np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0))
         values = self.action_values[np.asarray(action, dtype=np.int64)]
         if self.phase == ALICE:
             return self._alice_step(values)
@@ -285,6 +305,8 @@ class SelfPlayGame(gym.Env):
             return self._last_obs, reward, False, False, info
         if success:
             reward += c.bob_success_reward
+        if c.bob_actions == "continuous":
+            info["bob_last_observation"] = {k: obs[k] for k in BOB_OBSERVATION_KEYS}
         self._bob_state = self.sim.get_state()
         if c.teacher == "uniform":
             result = GoalResult(index=self._goal_index, valid=True)
@@ -310,7 +332,30 @@ class SelfPlayGame(gym.Env):
             reached = self.sim.object_poses()
             if c.bob_hindsight == "final" and not objects_at_goal(reached, self._bob_turn_start, self.sim.rotation_modes).all():
                 info["hindsight"] = self._demonstration(self._bob_trace, reached)
+        if c.bob_hindsight == "windows":
+            windows = self._hindsight_windows(self._bob_trace, self.sim.object_poses())
+            if windows is not None:
+                info["hindsight"] = windows
         return self._next_goal(info, reward)
+
+    def _hindsight_windows(self, trace: list[tuple[dict, np.ndarray]], final_poses: np.ndarray) -> dict | None:
+        """Bob's turn cut into windows of ``hindsight_window`` steps; each window in which an
+        object moved >= ``HINDSIGHT_MIN_MOVE`` (m) becomes a demonstration of reaching the poses
+        at its end. One demonstration dict (windows concatenated), or None if nothing moved."""
+        n, k = self.n_objects, self.config.hindsight_window
+        poses = [o["achieved_goal"][: n * 7].reshape(n, 7) for o, _ in trace] + [final_poses]
+        demos = []
+        for start in range(0, len(trace), k):
+            end = min(start + k, len(trace))
+            moved = np.linalg.norm(poses[end][:, :3] - poses[start][:, :3], axis=1).max()
+            if moved >= HINDSIGHT_MIN_MOVE:
+                demos.append(self._demonstration(trace[start:end], poses[end].astype(np.float64)))
+        if not demos:
+            return None
+        return {
+            "observations": {key: np.concatenate([d["observations"][key] for d in demos]) for key in demos[0]["observations"]},
+            "actions": np.concatenate([d["actions"] for d in demos]),
+        }
 
     # -- between goals ------------------------------------------------------------------------
     def _next_goal(self, info: dict, reward: float) -> tuple[dict, float, bool, bool, dict]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch as th
-from stable_baselines3 import PPO
+from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -21,6 +21,7 @@ from selfplay.checkpoint import latest_checkpoint, read_counters, save_checkpoin
 from selfplay.collector import Collector, RolloutStats
 from selfplay.config import Config
 from selfplay.game import ALICE, BOB
+from selfplay.offpolicy import BOB_KEYS, DemonstrationCloning, TurnReplayBuffer, rotation_modes_for
 from selfplay.opponents import OpponentPool
 from selfplay.policies import policy_kwargs, update_input_stats
 from selfplay.ppo import ABCPPO, load_batch
@@ -42,9 +43,12 @@ def agent_observation_space(game_space: gym.spaces.Dict) -> gym.spaces.Dict:
     return gym.spaces.Dict({k: v for k, v in game_space.spaces.items() if k != "phase"})
 
 
-def build_model(cfg: Config, agent: int, observation_space: gym.spaces.Dict, action_space: gym.spaces.Space) -> PPO:
-    """Alice: :class:`ABCPPO` without goal features and ABC; Bob: with both."""
+def build_model(cfg: Config, agent: int, observation_space: gym.spaces.Dict, action_space: gym.spaces.Space):
+    """Alice: :class:`ABCPPO` without goal features and ABC; Bob: with both, or with
+    ``bob.algo=sac`` an SB3 ``SAC`` (:func:`build_sac_bob`)."""
     a = cfg.alice if agent == ALICE else cfg.bob
+    if agent == BOB and a.algo == "sac":
+        return build_sac_bob(cfg, observation_space)
     kwargs = dict(
         learning_rate=a.learning_rate,
         n_steps=max(a.batch_size, 64),  # placeholder buffer; the collector supplies each batch
@@ -56,6 +60,7 @@ def build_model(cfg: Config, agent: int, observation_space: gym.spaces.Dict, act
         clip_range=a.clip_range,
         vf_coef=a.vf_coef,
         max_grad_norm=a.max_grad_norm,
+        normalize_advantage=a.normalize_advantage,
         policy_kwargs=policy_kwargs(use_goal=agent == BOB, width=a.width, depth=a.depth, head=tuple(a.head),
                                     normalize=a.normalize_inputs),
         seed=cfg.seed + agent,
@@ -71,9 +76,31 @@ def build_model(cfg: Config, agent: int, observation_space: gym.spaces.Dict, act
     return model
 
 
+def build_sac_bob(cfg: Config, observation_space: gym.spaces.Dict) -> SAC:
+    """An off-policy Bob: SB3's ``SAC`` on continuous actions in [-1, 1] with the object-set
+    network, fed by a :class:`TurnReplayBuffer` (hindsight goals) instead of SB3's buffer.
+    ``bob.zip`` stays a standard SB3 zip: ``SAC.load`` opens it."""
+    b = cfg.bob
+    space = gym.spaces.Dict({k: observation_space[k] for k in BOB_KEYS})
+    actions = gym.spaces.Box(-1.0, 1.0, shape=(6,), dtype=np.float32)
+    kwargs = policy_kwargs(use_goal=True, width=b.width, depth=b.depth, head=tuple(b.head), normalize=b.normalize_inputs)
+    kwargs["net_arch"] = list(b.head)  # SAC: the same head sizes for actor and critics
+    model = SAC("MultiInputPolicy", DummyVecEnv([lambda: _Spaces(space, actions)]), learning_rate=b.learning_rate,
+                buffer_size=1, batch_size=b.batch_size, tau=b.tau, gamma=b.gamma, learning_starts=0,
+                policy_kwargs=kwargs, seed=cfg.seed + BOB, device="cpu", verbose=0)
+    game = make_game(cfg, seed=cfg.seed)
+    modes = rotation_modes_for(game.n_objects, cfg.env.max_objects, game.sim.rotation_modes)
+    game.close()
+    model.replay_buffer = TurnReplayBuffer(b.buffer_size, space, modes, her_ratio=b.her_ratio, seed=cfg.seed)
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
+
+
 #: SB3's PPO statistics logged per agent (``train/<key>`` in SB3's logger).
 PPO_STATS = ("learning_rate", "entropy_loss", "policy_gradient_loss", "value_loss", "approx_kl", "clip_fraction",
              "loss", "explained_variance", "n_updates", "clip_range")
+#: SB3's SAC statistics, logged for an off-policy Bob.
+SAC_STATS = ("learning_rate", "actor_loss", "critic_loss", "ent_coef", "ent_coef_loss", "n_updates")
 
 
 def alice_reward(result) -> float:
@@ -107,6 +134,9 @@ class Trainer:
         if cfg.resume:
             self._restore(latest_checkpoint(Path(cfg.resume)))
         self.collector = Collector(self.venv, *self.models, pool=self.pool, seed=cfg.seed + self.counters["updates"])
+        # An off-policy Bob clones Alice's demonstrations with a loss of its own (the ABC weight).
+        self.bob_cloning = DemonstrationCloning(cfg.abc.beta if cfg.abc.enabled else 0.0, seed=cfg.seed)
+        self._gradient_credit = 0.0  # an off-policy Bob's gradient steps owed (fractions carried over)
         self._metrics_file = None
         self._wandb = None
 
@@ -140,7 +170,9 @@ class Trainer:
         stats = self.collector.collect(cfg.trainer.rollout_steps)
         collected = time.perf_counter()
         alice, bob = self.models
-        batches, demos = self.collector.take_batches((alice.gamma, bob.gamma), (alice.gae_lambda, bob.gae_lambda))
+        discounts = (alice.gamma, bob.gamma)
+        lambdas = (alice.gae_lambda, getattr(bob, "gae_lambda", 1.0))  # an off-policy Bob has no PPO batch
+        batches, demos = self.collector.take_batches(discounts, lambdas)
         self._store_demonstrations(demos)
         progress_remaining = max(0.0, 1.0 - self.counters["env_steps"] / cfg.trainer.total_steps)
         train_stats = {}
@@ -155,6 +187,8 @@ class Trainer:
             train_stats.update({f"{name}/{k.split('/')[-1]}": float(v) for k, v in model.logger.name_to_value.items()})
             model.logger.name_to_value.clear()
             update_input_stats(model.policy, batch["observations"])  # after the update: see its docstring
+        if isinstance(bob, SAC):
+            train_stats.update(self._update_off_policy_bob(stats.steps[BOB]))
         updated = time.perf_counter()
         self.counters["env_steps"] += sum(stats.steps)
         self.counters["alice_steps"] += stats.steps[ALICE]
@@ -183,9 +217,36 @@ class Trainer:
             out[f"eval/{task_id}/distance"] = result.mean_final_distance
         return out
 
+    def _update_off_policy_bob(self, new_steps: int) -> dict:
+        """Bob's finished turns into his replay buffer, then ``bob.updates_per_step`` SAC gradient
+        steps per env step he took, each followed by one cloning step on Alice's demonstrations."""
+        bob, b = self.models[BOB], self.cfg.bob
+        for observations, actions in self.collector.take_turns():
+            bob.replay_buffer.add_turn(observations, actions)
+        if len(bob.replay_buffer) < b.learning_starts:
+            return {}
+        self._gradient_credit += new_steps * b.updates_per_step
+        steps = int(self._gradient_credit)
+        self._gradient_credit -= steps
+        cloning = []
+        for _ in range(steps):
+            bob.train(gradient_steps=1, batch_size=b.batch_size)
+            cloning.append(self.bob_cloning.step(bob, b.batch_size))
+        stats = {f"bob/{k.split('/')[-1]}": float(v) for k, v in bob.logger.name_to_value.items()}
+        bob.logger.name_to_value.clear()
+        if steps and not np.isnan(cloning).all():
+            stats["bob/abc_loss"] = float(np.nanmean(cloning))
+        return stats
+
     def _store_demonstrations(self, demos: dict | None) -> None:
-        """Bob's behaviour log-probabilities of Alice's actions, for the coming update."""
+        """Bob's behaviour log-probabilities of Alice's actions, for the coming update (an
+        off-policy Bob: the demonstrations, as action values, for his cloning term)."""
         bob = self.models[BOB]
+        if isinstance(bob, SAC):
+            if demos is not None and self.cfg.abc.enabled:
+                values = -1.0 + 2.0 * demos["actions"] / (self.cfg.env.action_bins - 1)
+                self.bob_cloning.add(demos["observations"], values)
+            return
         bob.demonstrations.clear()
         if demos is None or not self.cfg.abc.enabled:
             return
@@ -236,8 +297,8 @@ class Trainer:
         row["abc/loss"] = train_stats.pop("bob/abc_loss", float("nan"))
         train_stats.pop("bob/abc_demonstrations", None)
         # the same columns every update, trained or not (metrics.csv keeps its first header)
-        for name in ("alice", "bob"):
-            for key in PPO_STATS:
+        for name, model in (("alice", self.models[ALICE]), ("bob", self.models[BOB])):
+            for key in SAC_STATS if isinstance(model, SAC) else PPO_STATS:
                 row[f"{name}/{key}"] = train_stats.get(f"{name}/{key}", float("nan"))
         if self.cfg.eval.every:
             row.update({f"eval/{task}/{key}": float("nan") for task in self.cfg.eval.tasks for key in ("success", "distance")})
@@ -305,7 +366,8 @@ class Trainer:
         self.pool.load_state_dict(th.load(checkpoint / "pool.pt", weights_only=False))
         self.counters.update(read_counters(checkpoint))
         for model in self.models:
-            model._n_updates = self.counters["updates"] * model.n_epochs
+            if isinstance(model, PPO):
+                model._n_updates = self.counters["updates"] * model.n_epochs
         log.info("resumed from %s at %d env steps", checkpoint, self.counters["env_steps"])
 
     # -- videos ---------------------------------------------------------------------------------
@@ -318,7 +380,7 @@ class Trainer:
         frames = []
         for step in range(max_steps):
             model = self.models[int(obs["phase"][0])]
-            action, _ = model.predict({k: v for k, v in obs.items() if k != "phase"}, deterministic=False)
+            action, _ = model.predict({k: v for k, v in obs.items() if k in model.observation_space.spaces}, deterministic=False)
             obs, _, done, _, _ = game.step(action)
             if step % 2 == 0:
                 frames.append(game.render())

@@ -38,6 +38,8 @@ def game_config(cfg: Config) -> GameConfig:
         alice_start=cfg.game.alice_start,
         position_only=cfg.game.position_only,
         bob_hindsight=cfg.game.bob_hindsight,
+        hindsight_window=cfg.game.hindsight_window,
+        bob_actions="continuous" if cfg.bob.algo == "sac" else "discrete",
     )
 
 

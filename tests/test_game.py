@@ -248,6 +248,30 @@ def test_a_failed_bob_turn_that_moved_the_block_becomes_a_hindsight_demonstratio
         np.testing.assert_allclose(demo["observations"]["goal"][t], game.sim.refresh()["goal"], atol=2e-6)
 
 
+def test_hindsight_windows_relabel_each_window_that_moved_the_block_with_its_end_poses():
+    game = make_game(placement=0.25, teacher="uniform", uniform_tasks=("push",), goal_distance=(0.3, 0.3),
+                     bob_hindsight="windows", hindsight_window=10, bob_steps_per_object=40)
+    sent, states, poses = [], [], []
+    policy = push_actions(game, distance=0.08)
+    info = {}
+    while "goal_result" not in info:
+        states.append(game.sim.get_state())
+        poses.append(game.sim.object_poses())
+        sent.append(next(policy))
+        _, _, _, _, info = game.step(sent[-1])
+    poses.append(game.sim.object_poses())
+    moved = [s for s in range(0, 40, 10) if np.linalg.norm(poses[s + 10][0, :3] - poses[s][0, :3]) >= 0.01]
+    assert 0 < len(moved) < 4  # the push moves the block in some windows, not in all
+    demo = info["hindsight"]
+    steps = [t for s in moved for t in range(s, s + 10)]
+    np.testing.assert_array_equal(demo["actions"], np.stack(sent)[steps])
+    for row, t in enumerate(steps):  # what Bob would have seen with the window's end as his goal
+        if t % 10 in (0, 9):
+            game.sim.set_state(states[t])
+            game.sim.set_goal(poses[t - t % 10 + 10])
+            np.testing.assert_allclose(demo["observations"]["goal"][row], game.sim.refresh()["goal"], atol=2e-6)
+
+
 def test_a_failed_bob_turn_that_moved_nothing_teaches_nothing():
     game = make_game(teacher="uniform", uniform_tasks=("push",), bob_hindsight="final", bob_steps_per_object=5)
     for _ in range(5):

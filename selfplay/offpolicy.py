@@ -1,0 +1,189 @@
+"""Bob as an off-policy learner (``bob.algo=sac``): SB3's SAC on continuous actions, trained
+from a replay buffer of his own turns with hindsight goals, plus cloning of Alice's
+demonstrations (docs/method.md section 9).
+
+Why: on 2 CPU cores PPO's sparse-reward Bob barely learns (benchmarks/RESULTS.md, "Learning
+ladder"). An off-policy learner reuses every step many times, and hindsight relabelling turns
+each failed turn into successful examples of reaching what Bob did reach (Andrychowicz et al.,
+2017). Alice's demonstrations enter as a behavioural-cloning term on the actor, in the spirit of
+ABC (Nair et al., 2018, did the same for DDPG). Alice stays the PPO goal proposer.
+
+The buffer stores whole turns. A sample keeps its turn's goal, or (with probability
+``her_ratio``) takes the object poses reached at a later step of the same turn as its goal. Goal
+features are recomputed for the sampled goal exactly as the simulator computes them, and so is
+the reward: 1 when every object is at its goal after the step (which also ends the turn), else 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3 import SAC
+from stable_baselines3.common.type_aliases import DictReplayBufferSamples
+
+from selfplay.game import BOB_OBSERVATION_KEYS
+from tabletop_env.env import POSE_SIZE
+from tabletop_env.state import ROTATION_IGNORE, objects_at_goal
+
+#: The observation keys an off-policy Bob sees (the goal features are rebuilt when relabelling).
+BOB_KEYS = BOB_OBSERVATION_KEYS
+
+
+def goal_features(goal_poses: np.ndarray, objects: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Bob's goal features (B, M, 10) as the simulator writes them: per real object the goal pose
+    (7) and the goal position minus the object's position (3, m); zeros in padding slots.
+
+    ``goal_poses``: (B, M, 7); ``objects``: (B, M, 17) object features; ``mask``: (B, M).
+    """
+    features = np.concatenate([goal_poses, goal_poses[..., :3] - objects[..., :3]], axis=-1)
+    return (features * mask[..., None]).astype(np.float32)
+
+
+class TurnReplayBuffer:
+    """Bob's turns for SAC, with hindsight goals (SAC's ``replay_buffer``: :meth:`sample`).
+
+    Args:
+        capacity: transitions kept (the oldest are overwritten).
+        spaces: Bob's observation space (``robot``, ``objects``, ``goal``, ``mask``).
+        rotation_modes: (M,) how each object slot's rotation counts for success
+            (:func:`tabletop_env.state.objects_at_goal`); padding slots are ignored.
+        her_ratio: share of samples whose goal is relabelled with a later pose of their turn.
+        seed: the buffer's own random generator.
+    """
+
+    def __init__(self, capacity: int, spaces: gym.spaces.Dict, rotation_modes: np.ndarray, her_ratio: float = 0.8,
+                 seed: int | None = None, device: str = "cpu") -> None:
+        if capacity < 1 or not 0.0 <= her_ratio <= 1.0:
+            raise ValueError(f"need capacity >= 1 and her_ratio in [0, 1], got {capacity}, {her_ratio}")
+        self.capacity, self.her_ratio, self.device = capacity, her_ratio, device
+        self.modes = np.asarray(rotation_modes)
+        m = spaces["mask"].shape[0]
+        self.robot = np.zeros((2, capacity, *spaces["robot"].shape), dtype=np.float32)  # [now, next]
+        self.objects = np.zeros((2, capacity, *spaces["objects"].shape), dtype=np.float32)
+        self.mask = np.zeros((capacity, m), dtype=np.float32)
+        self.goal = np.zeros((capacity, m, POSE_SIZE), dtype=np.float32)  # the turn's goal poses
+        self.reached = np.zeros((capacity, m, POSE_SIZE), dtype=np.float32)  # object poses after the step
+        self.actions = np.zeros((capacity, 6), dtype=np.float32)
+        self.turn = np.full(capacity, -1, dtype=np.int64)  # turn number of each slot
+        self.turn_end = np.zeros(capacity, dtype=np.int64)  # slot of its turn's last transition
+        self.pos, self.size, self._turns = 0, 0, 0
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add_turn(self, observations: list[dict[str, np.ndarray]], actions: np.ndarray) -> None:
+        """One turn: ``observations`` (T + 1 dicts: before each step and after the last) and
+        ``actions`` (T, 6) in [-1, 1]. Goal poses come from the observations' ``goal`` features."""
+        steps = len(actions)
+        if steps == 0:
+            return
+        if len(observations) != steps + 1:
+            raise ValueError(f"a turn of {steps} actions needs {steps + 1} observations, got {len(observations)}")
+        slots = (self.pos + np.arange(steps)) % self.capacity
+        stack = {k: np.stack([o[k] for o in observations]) for k in ("robot", "objects", "mask", "goal")}
+        for i, part in enumerate((slice(0, steps), slice(1, steps + 1))):
+            self.robot[i, slots] = stack["robot"][part]
+            self.objects[i, slots] = stack["objects"][part]
+        self.mask[slots] = stack["mask"][:steps]
+        self.goal[slots] = stack["goal"][:steps, :, :POSE_SIZE]
+        # object poses after each step: position from the object features, orientation too
+        self.reached[slots] = stack["objects"][1:, :, :POSE_SIZE]
+        self.actions[slots] = actions
+        self.turn[slots] = self._turns
+        self.turn_end[slots] = slots[-1]
+        self._turns += 1
+        self.pos = int((self.pos + steps) % self.capacity)
+        self.size = min(self.size + steps, self.capacity)
+
+    def sample(self, batch_size: int, env: Any = None) -> DictReplayBufferSamples:
+        """A minibatch for ``SAC.train``: observations, actions (B, 6), next observations,
+        dones and rewards (B, 1), with hindsight goals on a ``her_ratio`` share."""
+        index = self._rng.integers(self.size, size=batch_size)
+        goal = self.goal[index].copy()
+        relabel = self._rng.random(batch_size) < self.her_ratio
+        if relabel.any():
+            start, end = index[relabel], self.turn_end[index[relabel]]
+            ahead = (end - start) % self.capacity  # transitions after this one in its turn
+            future = (start + np.floor(self._rng.random(len(start)) * (ahead + 1)).astype(np.int64)) % self.capacity
+            intact = self.turn[future] == self.turn[start]  # not overwritten since
+            rows = np.flatnonzero(relabel)[intact]
+            goal[rows] = self.reached[future[intact]]
+        mask = self.mask[index]
+        at_goal = objects_at_goal(self.reached[index], goal, self.modes)
+        success = (at_goal | (mask < 0.5)).all(axis=1).astype(np.float32)
+        goal = goal * mask[..., None]
+        observations = self._observations(0, index, goal, mask)
+        next_observations = self._observations(1, index, goal, mask)
+        to = lambda a: th.as_tensor(a, device=self.device)  # noqa: E731
+        return DictReplayBufferSamples(
+            observations=observations,
+            actions=to(self.actions[index]),
+            next_observations=next_observations,
+            dones=to(success[:, None]),
+            rewards=to(success[:, None]),
+        )
+
+    def _observations(self, which: int, index: np.ndarray, goal: np.ndarray, mask: np.ndarray) -> dict[str, th.Tensor]:
+        objects = self.objects[which, index]
+        arrays = {"robot": self.robot[which, index], "objects": objects, "mask": mask,
+                  "goal": goal_features(goal, objects, mask)}
+        return {k: th.as_tensor(v, device=self.device) for k, v in arrays.items()}
+
+
+def rotation_modes_for(n_objects: int, max_objects: int, modes: np.ndarray) -> np.ndarray:
+    """Padded (max_objects,) rotation modes: the game's ``modes`` (n,), then ignored slots."""
+    return np.concatenate([np.asarray(modes), np.full(max_objects - n_objects, ROTATION_IGNORE)])
+
+
+class DemonstrationCloning:
+    """Alice's relabelled demonstrations as a cloning term for an off-policy Bob's actor:
+    ``coef * mean(sum((mu(s) - a)^2))``, ``mu`` the actor's deterministic action in [-1, 1].
+    Demonstrations are replaced at every update (the newest ``capacity`` steps are kept)."""
+
+    def __init__(self, coef: float, capacity: int = 20_000, seed: int | None = None) -> None:
+        self.coef, self.capacity = coef, capacity
+        self.observations: dict[str, np.ndarray] | None = None
+        self.actions: np.ndarray | None = None
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return 0 if self.actions is None else len(self.actions)
+
+    def add(self, observations: dict[str, np.ndarray], actions: np.ndarray) -> None:
+        """Demonstration steps: observations (dict of (T, ...) arrays) and actions (T, 6) in [-1, 1]."""
+        new = {k: np.asarray(observations[k], dtype=np.float32) for k in BOB_KEYS}
+        if self.actions is None:
+            self.observations, self.actions = new, np.asarray(actions, dtype=np.float32)
+        else:
+            self.observations = {k: np.concatenate([self.observations[k], new[k]])[-self.capacity:] for k in BOB_KEYS}
+            self.actions = np.concatenate([self.actions, actions])[-self.capacity:].astype(np.float32)
+
+    def step(self, model: SAC, batch_size: int) -> float:
+        """One gradient step of the cloning loss on the actor; returns the loss (nan if none)."""
+        if self.coef <= 0 or len(self) == 0:
+            return float("nan")
+        index = self._rng.integers(len(self), size=min(batch_size, len(self)))
+        obs = {k: th.as_tensor(v[index]) for k, v in self.observations.items()}
+        target = th.as_tensor(self.actions[index])
+        mean_actions, _, _ = model.actor.get_action_dist_params(obs)
+        loss = self.coef * (th.tanh(mean_actions) - target).square().sum(dim=1).mean()
+        model.actor.optimizer.zero_grad()
+        loss.backward()
+        model.actor.optimizer.step()
+        return float(loss.detach())
+
+
+def continuous_actions(policy, observations: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray:
+    """A SAC policy's actions (B, 6) in [-1, 1] for a batch (dict of (B, ...) arrays)."""
+    with th.no_grad():
+        obs = {k: th.as_tensor(observations[k], dtype=th.float32) for k in BOB_KEYS}
+        return policy.actor(obs, deterministic=deterministic).numpy()
+
+
+def is_continuous(policy) -> bool:
+    """Whether a policy acts with continuous actions (an off-policy Bob's SAC policy)."""
+    return hasattr(policy, "actor")

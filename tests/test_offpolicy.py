@@ -1,0 +1,136 @@
+"""The off-policy Bob (bob.algo=sac): continuous actions in the game, whole turns in a replay
+buffer whose hindsight goals and rewards agree with the simulator, a real SAC checkpoint."""
+
+import numpy as np
+import pytest
+from stable_baselines3 import SAC
+
+from selfplay.config import ConfigError
+from selfplay.evaluate import BobPolicy, evaluate_task
+from selfplay.game import BOB, GameConfig, SelfPlayGame
+from selfplay.offpolicy import DemonstrationCloning, TurnReplayBuffer, goal_features, rotation_modes_for
+from selfplay.trainer import Trainer
+from tabletop_env.state import objects_at_goal
+from tests.helpers import tiny_config
+
+
+def uniform_game(**rules) -> SelfPlayGame:
+    config = GameConfig(teacher="uniform", uniform_tasks=("push",), goal_distance=(0.04, 0.08), bob_steps_per_object=30,
+                        bob_actions="continuous", **rules)
+    game = SelfPlayGame(n_objects=1, config=config, max_objects=2,
+                        env_kwargs={"placement_low": (-0.15, -0.1), "placement_high": (0.05, 0.1), "home_tool_position": (-0.05, 0.0, 0.05)})
+    game.reset(seed=3)
+    return game
+
+
+def play_turn(game: SelfPlayGame, rng: np.random.Generator) -> tuple[list[dict], np.ndarray, dict]:
+    """One Bob turn of random continuous actions: (T + 1 observations, actions (T, 6), last info)."""
+    keys = ("robot", "objects", "goal", "mask")
+    obs = game.sim.refresh()
+    observations, actions = [{k: obs[k] for k in keys}], []
+    while True:
+        action = rng.uniform(-1, 1, 6)
+        obs, _, _, _, info = game.step(action)
+        actions.append(action)
+        if "bob_last_observation" in info:
+            observations.append(info["bob_last_observation"])
+            return observations, np.array(actions, dtype=np.float32), info
+        observations.append({k: obs[k] for k in keys})
+
+
+def test_continuous_bob_actions_move_the_tool_by_exactly_what_they_say():
+    game = uniform_game()
+    assert game.phase == BOB
+    before = np.array(game.sim.robot.target[:3])
+    game.step(np.array([0.3, -0.2, 0.1, 0.0, 0.0, 1.0]))  # not a bin value: 0.3 would round to 0.2 or 0.4
+    after = np.array(game.sim.robot.target[:3])
+    step = game.sim.robot.control.max_translation
+    # x and y exactly (z is also kept within one step of the measured tool height)
+    np.testing.assert_allclose((after - before)[:2], np.array([0.3, -0.2]) * step, atol=1e-9)
+
+
+def test_a_turn_ends_with_its_last_observation_for_the_replay_buffer():
+    game, rng = uniform_game(), np.random.default_rng(0)
+    observations, actions, info = play_turn(game, rng)
+    assert len(observations) == len(actions) + 1 and "goal_result" in info
+    # the last observation shows the objects where the turn left them, with the turn's goal
+    np.testing.assert_allclose(observations[-1]["objects"][0, :7], game.sim.object_poses()[0], atol=1e-5)
+    np.testing.assert_allclose(observations[-1]["goal"][0, :7], observations[0]["goal"][0, :7])
+
+
+@pytest.fixture(scope="module")
+def filled_buffer():
+    game, rng = uniform_game(), np.random.default_rng(1)
+    space = game.observation_space
+    modes = rotation_modes_for(game.n_objects, 2, game.sim.rotation_modes)
+    buffer = TurnReplayBuffer(10_000, space, modes, her_ratio=0.5, seed=0)
+    turns = [play_turn(game, rng)[:2] for _ in range(4)]
+    for observations, actions in turns:
+        buffer.add_turn(observations, actions)
+    return buffer, turns, modes
+
+
+def test_sampled_goal_features_and_rewards_agree_with_the_simulator_rule(filled_buffer):
+    buffer, turns, modes = filled_buffer
+    batch = buffer.sample(512)
+    obs, nxt = {k: v.numpy() for k, v in batch.observations.items()}, {k: v.numpy() for k, v in batch.next_observations.items()}
+    goal = obs["goal"][:, :, :7]
+    # goal features are rebuilt exactly as the simulator writes them, before and after the step
+    np.testing.assert_allclose(obs["goal"], goal_features(goal, obs["objects"], obs["mask"]), atol=1e-6)
+    np.testing.assert_allclose(nxt["goal"][:, :, :7], goal)
+    reached = objects_at_goal(nxt["objects"][:, :1, :7], goal[:, :1], modes[:1])[:, 0]
+    np.testing.assert_array_equal(batch.rewards.numpy()[:, 0], reached.astype(np.float32))
+    np.testing.assert_array_equal(batch.dones.numpy()[:, 0], batch.rewards.numpy()[:, 0])
+    # about half the goals are hindsight goals: poses that some step of a turn reached
+    original = {tuple(np.round(o[0]["goal"][0, :7], 5)) for o, _ in turns}
+    relabelled = [tuple(np.round(g[0], 5)) not in original for g in goal]
+    assert 0.35 < np.mean(relabelled) < 0.65
+    assert batch.rewards.numpy().mean() > 0.05  # hindsight goals give successes even to random turns
+
+
+def test_hindsight_goals_come_from_later_in_the_same_turn(filled_buffer):
+    buffer, turns, _ = filled_buffer
+    buffer_all = TurnReplayBuffer(10_000, uniform_game().observation_space, buffer.modes, her_ratio=1.0, seed=1)
+    observations, actions = turns[0]
+    buffer_all.add_turn(observations, actions)
+    batch = buffer_all.sample(256)
+    objects = batch.observations["objects"].numpy()[:, 0, :7]
+    goals = batch.observations["goal"].numpy()[:, 0, :7]
+    poses = np.array([o["objects"][0, :7] for o in observations])
+    for pose, goal in zip(objects, goals):
+        now = int(np.argmin(np.abs(poses - pose).sum(axis=1)))
+        later = np.abs(poses[now + 1 :] - goal).sum(axis=1)
+        assert later.min() < 1e-5  # the goal is a pose reached after this step
+
+
+def test_off_policy_bob_trains_saves_a_sac_zip_and_is_evaluated(tmp_path):
+    cfg = tiny_config(**{"bob.algo": "sac", "bob.learning_starts": 64, "bob.buffer_size": 5000, "trainer.total_steps": 512,
+                         "teacher.name": "uniform", "teacher.uniform_tasks": "[push]"})
+    trainer = Trainer(cfg, tmp_path)
+    row = trainer.train()
+    assert row["bob/n_updates"] > 0 and np.isfinite(row["bob/critic_loss"])
+    bob = SAC.load(tmp_path / "checkpoints" / f"step-{trainer.counters['env_steps']:09d}" / "bob.zip", device="cpu")
+    result, _ = evaluate_task(BobPolicy(bob), "Tabletop/Push1-v0", trials=1, seed=0, max_objects=cfg.env.max_objects)
+    assert result.goals >= 1
+
+
+def test_cloning_pulls_the_actor_towards_the_demonstrated_actions(filled_buffer):
+    buffer, turns, _ = filled_buffer
+    cfg = tiny_config(**{"bob.algo": "sac", "env.max_objects": 2})
+    from selfplay.trainer import build_sac_bob
+
+    model = build_sac_bob(cfg, uniform_game().observation_space)
+    observations, _ = turns[0]
+    demo = {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+    target = np.tile(np.array([0.5, -0.5, 0.0, 0.0, 0.0, 0.9], dtype=np.float32), (len(observations), 1))
+    cloning = DemonstrationCloning(coef=1.0, seed=0)
+    cloning.add(demo, target)
+    first = cloning.step(model, 64)
+    for _ in range(100):
+        last = cloning.step(model, 64)
+    assert last < 0.2 * first
+
+
+def test_alice_cannot_be_off_policy():
+    with pytest.raises(ConfigError, match="alice.algo"):
+        tiny_config(**{"alice.algo": "sac"})
