@@ -192,6 +192,13 @@ def check_command_line(argv: list[str]) -> None:
     unknown = unknown_keys(composed)
     if unknown:
         _stop(no_such_key(unknown[0]), 2)
+    if not resume:  # a resume validates its own config: the run's saved one plus these overrides
+        try:
+            OmegaConf.to_object(composed)
+        except ConfigError as error:
+            _stop(error, 2)
+        except OmegaConfBaseException as error:
+            _stop(config_error_line(error), 2)
     run_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), None)
     if run_dir and not resume and fresh_run_problem(Path(run_dir)):
         _stop(fresh_run_problem(Path(run_dir)), 2)
