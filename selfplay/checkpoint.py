@@ -238,5 +238,17 @@ def latest_checkpoint(run_dir: Path, report: Callable[[str], None] | None = None
     raise FileNotFoundError(f"resume: {run_dir} has no complete checkpoint under {CHECKPOINTS}/{detail}")
 
 
+def resume_point(run_dir: Path, report: Callable[[str], None] | None = None) -> Path | None:
+    """The checkpoint a resume of ``run_dir`` starts from: the newest complete one, or None when
+    the run was stopped before its first checkpoint (it starts over with its saved config).
+    Raises ``FileNotFoundError`` when there is no run folder, or checkpoints but none complete."""
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and not _candidates(run_dir / CHECKPOINTS):
+        if not (run_dir / "config.yaml").is_file():
+            raise FileNotFoundError(f"resume: {run_dir} is not a run folder (no config.yaml)")
+        return None
+    return latest_checkpoint(run_dir, report)
+
+
 def read_counters(checkpoint: Path) -> dict:
     return json.loads((Path(checkpoint) / COUNTERS).read_text())

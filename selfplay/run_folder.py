@@ -20,6 +20,24 @@ LOCK = ".lock"
 HYDRA_FILES = {".hydra", "train.log"}
 
 
+#: Lock file descriptors this process holds. A forked child (a game worker) closes its copies at
+#: once, so that the lock is released when this process ends even if a child lingers a moment.
+_HELD: set[int] = set()
+
+
+def _close_held_in_child() -> None:
+    for fd in _HELD:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_held_in_child)
+
+
 class RunFolderError(RuntimeError):
     """The run folder cannot be used: another process holds it, or a fresh run was pointed at an
     existing run. The message is one line naming the folder."""
@@ -55,12 +73,14 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
         self._fd = fd
+        _HELD.add(fd)
 
     def release(self) -> None:
         if self._fd is None:
             return
         import fcntl
 
+        _HELD.discard(self._fd)
         os.ftruncate(self._fd, 0)  # a clean end leaves no holder behind
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
@@ -108,7 +128,7 @@ class MetricsLog:
             return
         self.header, body = rows[0], rows[1:]
         column = self.header.index("updates") if "updates" in self.header else None
-        kept = [r for r in body if len(r) == len(self.header) and (column is None or _int(r[column]) <= updates)]
+        kept = [r for r in body if len(r) == len(self.header) and (column is None or _number(r[column]) <= updates)]
         if torn or len(kept) != len(body):
             log.info("metrics.csv: kept %d rows up to update %d (dropped %d logged after that checkpoint%s)",
                      len(kept), updates, len(body) - len(kept), ", and a torn last line" if torn else "")
@@ -140,7 +160,7 @@ class MetricsLog:
             fsync_file(self.path)
 
 
-def _int(value: str) -> float:
+def _number(value: str) -> float:
     try:
         return float(value)
     except ValueError:

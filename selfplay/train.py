@@ -169,14 +169,14 @@ def check_command_line(argv: list[str]) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from selfplay.checkpoint import latest_checkpoint
+    from selfplay.checkpoint import resume_point
 
     if any(arg.startswith("-") for arg in argv):  # hydra's own flags (--help, --cfg, -m): hydra decides
         return
     resume = next((a.split("=", 1)[1] for a in argv if a.startswith("resume=") and a != "resume=null"), None)
     if resume:
         try:
-            latest_checkpoint(Path(resume))
+            resume_point(Path(resume))
         except FileNotFoundError as error:
             _stop(f"config error: {error}", 2)
     overrides = [a for a in argv if not a.lstrip("+").startswith("hydra.")]

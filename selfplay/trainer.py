@@ -16,7 +16,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from selfplay.checkpoint import checkpoint_problem, latest_checkpoint, read_counters, save_checkpoint, write_atomic
+from selfplay.checkpoint import checkpoint_problem, read_counters, resume_point, save_checkpoint, write_atomic
 from selfplay.collector import Collector, RolloutStats
 from selfplay.config import Config, ConfigError
 from selfplay.game import ALICE, BOB
@@ -122,7 +122,11 @@ class Trainer:
         )
         self.counters = {"env_steps": 0, "alice_steps": 0, "bob_steps": 0, "updates": 0, "games": 0, "wall_s": 0.0, "wandb_id": None}
         if cfg.resume:
-            self._restore(latest_checkpoint(Path(cfg.resume), report=log.warning))
+            checkpoint = resume_point(Path(cfg.resume), report=log.warning)
+            if checkpoint is None:
+                log.warning("resume: %s was stopped before its first checkpoint; starting it over from step 0", cfg.resume)
+            else:
+                self._restore(checkpoint)
         self.collector = Collector(self.venv, *self.models, pool=self.pool, seed=cfg.seed + self.counters["updates"])
         self.metrics: MetricsLog | None = None
         self._checkpointed_at = self.counters["env_steps"] if cfg.resume else None  # env steps of the last checkpoint written
