@@ -119,10 +119,12 @@ def save_checkpoint(run_dir: Path, step: int, writers: dict[str, Callable[[Path]
             os.replace(final, old)
         os.replace(tmp, final)
         fsync_dir(root)
-    except OSError as error:
+    except BaseException as error:  # a full disk, or a second Ctrl-C: leave no partial folder
         shutil.rmtree(tmp, ignore_errors=True)
         if old.exists() and not final.exists():
             os.replace(old, final)
+        if not isinstance(error, OSError):
+            raise
         previous = newest_complete(root)
         kept = f"the previous checkpoint {previous.name} is kept" if previous else "no earlier checkpoint exists"
         raise CheckpointWriteError(error.errno, f"checkpoint: could not write {final}: {error.strerror or error}; {kept}") from None

@@ -248,7 +248,7 @@ def load_bob(run: str | None, checkpoint: str | None):
 
     if bool(run) == bool(checkpoint):
         raise ValueError("give exactly one of run=<run folder> or checkpoint=<bob zip>")
-    path = latest_checkpoint(Path(run)) / "bob.zip" if run else Path(checkpoint)
+    path = latest_checkpoint(Path(run), report=lambda line: print(line, file=sys.stderr)) / "bob.zip" if run else Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:

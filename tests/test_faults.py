@@ -114,6 +114,16 @@ def test_3_a_run_folder_in_use_is_refused_and_a_killed_holder_does_not_block(run
     resume(run).close()  # the lock of the killed process is not in the way
 
 
+def test_3_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(run):
+    shutil.rmtree(run / "checkpoints")
+    trainer = resume(run)
+    trainer.close()
+    assert trainer.counters["env_steps"] == 0
+    trainer = resume(run, **{"trainer.total_steps": 256})
+    trainer.train()
+    assert [int(r["updates"]) for r in metric_rows(run)] == [1]  # the killed start's rows are gone
+
+
 def test_3_a_fresh_run_refuses_an_existing_run_folder(run, capsys):
     from selfplay.train import check_command_line
 
