@@ -1,77 +1,256 @@
-"""Atomic checkpoints: a run killed at any moment loses at most one checkpoint interval.
+"""Checkpoints that survive kills, full disks and damaged files.
 
 Layout of a run folder::
 
     config.yaml                 the resolved config
     metrics.csv                 one row per update
     checkpoints/step-000012288/ alice.zip, bob.zip (SB3 zips with optimiser state), pool.pt,
-                                trainer.json (counters)
-    checkpoints/latest          the name of the newest complete checkpoint
+                                trainer.json (counters), manifest.json (size and SHA-256 of each)
+    checkpoints/latest          the name of the newest checkpoint written
 
-A checkpoint is written into a temporary folder that is renamed into place only when complete
-(a rename is atomic); ``latest`` is replaced atomically afterwards. Older checkpoints beyond
-``keep`` are removed only after the new one is in place.
+Writing: every file goes into ``checkpoints/.step-N.partial/`` and is flushed to disk (fsync);
+``manifest.json`` is written last; the folder is flushed and renamed into place, then ``latest``
+is replaced. A checkpoint for a step that already has one replaces it without a window with
+neither: the old folder is renamed aside (``.step-N.old``) first and deleted after. A write that
+fails (a full disk) removes its partial folder and raises :class:`CheckpointWriteError`; the
+previous checkpoints stay. Older complete checkpoints beyond ``keep`` are removed afterwards.
+
+Reading: a checkpoint is complete when ``manifest.json`` lists every file with its size and
+hash and each file matches. Readers take the newest complete checkpoint by step (``latest`` is
+only a pointer for people); incomplete ones are skipped with the reason
+(:func:`checkpoint_problem`). Checkpoints written before manifests existed count as complete
+when ``trainer.json`` reads.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 CHECKPOINTS = "checkpoints"
+MANIFEST = "manifest.json"
+COUNTERS = "trainer.json"
+_STEP = re.compile(r"^(?:step-(\d+)|\.step-(\d+)\.old)$")
+
+log = logging.getLogger("selfplay")
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. the disk is full); its partial folder is gone and
+    the previous checkpoints are intact. The message names the folder and the reason."""
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (new, renamed or removed files) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file someone else wrote and closed to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and an atomic rename."""
+    """Write ``text`` to ``path`` via a flushed temporary file and an atomic rename."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
-def save_checkpoint(run_dir: Path, step: int, writers: dict[str, Any], counters: dict, keep: int = 2) -> Path:
-    """Write a checkpoint. ``writers``: file name -> callable(path) that writes that file."""
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def step_of(path: Path) -> int | None:
+    """The env step of a checkpoint folder (``step-N`` or ``.step-N.old``), else None."""
+    match = _STEP.match(Path(path).name)
+    return int(match.group(1) or match.group(2)) if match else None
+
+
+def save_checkpoint(run_dir: Path, step: int, writers: dict[str, Callable[[Path], object]], counters: dict,
+                    keep: int = 2) -> Path:
+    """Write checkpoint ``step-<step>``. ``writers``: file name -> callable(path) that writes that
+    file; ``counters`` go to ``trainer.json``. Returns the folder; raises
+    :class:`CheckpointWriteError` (with the partial folder removed) when the disk refuses."""
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
+    tidy(root)
     name = f"step-{step:09d}"
-    final = root / name
-    tmp = root / f".{name}.partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    for filename, write in writers.items():
-        write(tmp / filename)
-    (tmp / "trainer.json").write_text(json.dumps(counters, indent=2))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    write_atomic(root / "latest", name)
-    for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    final, tmp, old = root / name, root / f".{name}.partial", root / f".{name}.old"
+    try:
+        tmp.mkdir()
+        files: dict[str, dict] = {}
+        for filename, write in [*writers.items(), (COUNTERS, lambda p: p.write_text(json.dumps(counters, indent=2)))]:
+            write(tmp / filename)
+            fsync_file(tmp / filename)
+            files[filename] = {"bytes": (tmp / filename).stat().st_size, "sha256": sha256(tmp / filename)}
+        manifest = tmp / MANIFEST
+        manifest.write_text(json.dumps({"step": step, "files": files}, indent=2))
+        fsync_file(manifest)
+        fsync_dir(tmp)
+        if final.exists():  # the same step again: never a moment without a complete one
+            os.replace(final, old)
+        os.replace(tmp, final)
+        fsync_dir(root)
+    except BaseException as error:  # a full disk, or a second Ctrl-C: leave no partial folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not final.exists():
+            os.replace(old, final)
+        if not isinstance(error, OSError):
+            raise
+        previous = newest_complete(root)
+        kept = f"the previous checkpoint {previous.name} is kept" if previous else "no earlier checkpoint exists"
+        raise CheckpointWriteError(error.errno, f"checkpoint: could not write {final}: {error.strerror or error}; {kept}") from None
+    shutil.rmtree(old, ignore_errors=True)
+    try:
+        write_atomic(root / "latest", name)
+    except OSError as error:  # readers do not need it: they take the newest complete checkpoint
+        log.warning("checkpoint: could not update %s: %s", root / "latest", error.strerror or error)
+    _prune(root, keep)
     return final
 
 
-def latest_checkpoint(run_dir: Path) -> Path:
-    """The newest complete checkpoint of a run folder; a clear error if there is none."""
+def _prune(root: Path, keep: int) -> None:
+    """Remove complete checkpoints older than the newest ``keep``, and incomplete ones older
+    than those (newer incomplete ones stay for inspection)."""
+    complete = complete_checkpoints(root.parent)
+    if len(complete) <= keep:
+        return
+    oldest_kept = step_of(complete[keep - 1])
+    for folder in root.glob("step-*"):
+        step = step_of(folder)
+        if step is not None and step < oldest_kept:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def tidy(root: Path) -> None:
+    """Clean up after a write that was killed: partial folders go; an old folder set aside for a
+    same-step rewrite goes if the new one is complete, else takes its name back."""
+    for partial in root.glob(".step-*.partial"):
+        shutil.rmtree(partial, ignore_errors=True)
+    for old in root.glob(".step-*.old"):
+        final = root / old.name[1:].removesuffix(".old")
+        if final.exists() and checkpoint_problem(final) is None:
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(old, final)
+
+
+def checkpoint_problem(folder: Path, verify_hashes: bool = True) -> str | None:
+    """Why ``folder`` is not a complete checkpoint (one line naming the file), or None."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return f"{folder} is missing"
+    manifest_path = folder / MANIFEST
+    if not manifest_path.exists():  # written before manifests: counters must at least read
+        try:
+            json.loads((folder / COUNTERS).read_text())
+        except (OSError, ValueError) as error:
+            return f"{COUNTERS}: {getattr(error, 'strerror', None) or error}"
+        return None
+    try:
+        files = json.loads(manifest_path.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"{MANIFEST} unreadable ({error})"
+    for filename, expected in files.items():
+        path = folder / filename
+        if not path.is_file():
+            return f"{filename} is missing"
+        size = path.stat().st_size
+        if size != expected["bytes"]:
+            return f"{filename} has {size} bytes, the manifest says {expected['bytes']}"
+        if verify_hashes and sha256(path) != expected["sha256"]:
+            return f"{filename} does not match its SHA-256 in the manifest"
+    return None
+
+
+def _candidates(root: Path) -> list[Path]:
+    """Checkpoint folders, newest step first; a same-step rewrite's old folder stands in for a
+    missing or incomplete new one."""
+    if not root.is_dir():
+        return []
+    by_step: dict[int, list[Path]] = {}
+    for folder in [*root.glob("step-*"), *root.glob(".step-*.old")]:
+        step = step_of(folder)
+        if step is not None and folder.is_dir():
+            by_step.setdefault(step, []).append(folder)
+    return [folder for step in sorted(by_step, reverse=True) for folder in sorted(by_step[step], key=lambda p: p.name.startswith("."))]
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """Every complete checkpoint of a run folder, newest first."""
+    out: list[Path] = []
+    for folder in _candidates(Path(run_dir) / CHECKPOINTS):
+        if (not out or step_of(out[-1]) != step_of(folder)) and checkpoint_problem(folder) is None:
+            out.append(folder)
+    return out
+
+
+def newest_complete(root: Path) -> Path | None:
+    for folder in _candidates(root):
+        if checkpoint_problem(folder) is None:
+            return folder
+    return None
+
+
+def latest_checkpoint(run_dir: Path, report: Callable[[str], None] | None = None) -> Path:
+    """The newest complete checkpoint of a run folder; a clear error if there is none.
+    ``report`` gets one line per newer checkpoint skipped as incomplete."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"resume: no run folder at {run_dir}")
-    root = run_dir / CHECKPOINTS
-    pointer = root / "latest"
-    if pointer.exists():
-        candidate = root / pointer.read_text().strip()
-        if (candidate / "trainer.json").exists():
-            return candidate
-    complete = sorted(p for p in root.glob("step-*") if (p / "trainer.json").exists()) if root.exists() else []
-    if not complete:
-        raise FileNotFoundError(f"resume: {run_dir} has no complete checkpoint under {CHECKPOINTS}/")
-    return complete[-1]
+    skipped = []
+    for folder in _candidates(run_dir / CHECKPOINTS):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            if skipped and report is not None:
+                report(f"checkpoint {', '.join(skipped)}; using {folder.name}")
+            return folder
+        skipped.append(f"{folder.name} is incomplete ({problem})")
+    detail = f" ({'; '.join(skipped)})" if skipped else ""
+    raise FileNotFoundError(f"resume: {run_dir} has no complete checkpoint under {CHECKPOINTS}/{detail}")
+
+
+def resume_point(run_dir: Path, report: Callable[[str], None] | None = None) -> Path | None:
+    """The checkpoint a resume of ``run_dir`` starts from: the newest complete one, or None when
+    the run was stopped before its first checkpoint (it starts over with its saved config).
+    Raises ``FileNotFoundError`` when there is no run folder, or checkpoints but none complete."""
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and not _candidates(run_dir / CHECKPOINTS):
+        if not (run_dir / "config.yaml").is_file():
+            raise FileNotFoundError(f"resume: {run_dir} is not a run folder (no config.yaml)")
+        return None
+    return latest_checkpoint(run_dir, report)
 
 
 def read_counters(checkpoint: Path) -> dict:
-    return json.loads((Path(checkpoint) / "trainer.json").read_text())
+    return json.loads((Path(checkpoint) / COUNTERS).read_text())

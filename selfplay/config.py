@@ -232,6 +232,68 @@ class Config:
 
     def __post_init__(self) -> None:
         _require(self.alice.algo == "ppo", "alice.algo", f"Alice learns with ppo (sac is for Bob), got {self.alice.algo!r}")
+        for agent in ("alice", "bob"):
+            batch = getattr(self, agent).batch_size
+            _require(batch <= self.trainer.rollout_steps or getattr(self, agent).algo == "sac", f"{agent}.batch_size",
+                     f"{batch} is larger than trainer.rollout_steps={self.trainer.rollout_steps}, the most one update can collect")
+
+
+def unknown_keys(cfg: Any, schema: Any = None, prefix: str = "") -> list[str]:
+    """Keys of a composed config (a ``DictConfig``) that the schema does not have, e.g. one
+    added with hydra's ``+trainer.total_step=100``."""
+    from omegaconf import DictConfig, OmegaConf
+
+    schema = OmegaConf.structured(Config) if schema is None else schema
+    found = []
+    for key in cfg.keys():
+        if key == "hydra":
+            continue
+        if key not in schema:
+            found.append(f"{prefix}{key}")
+            continue
+        child, reference = cfg._get_node(key), schema._get_node(key)
+        if isinstance(child, DictConfig) and isinstance(reference, DictConfig) and not reference._is_none():
+            found += unknown_keys(child, reference, f"{prefix}{key}.")
+    return found
+
+
+def no_such_key(key: str) -> str:
+    """``config error: <key>: no such key`` with the nearest valid key, if one is close."""
+    import difflib
+
+    from omegaconf import DictConfig, OmegaConf
+
+    parent, _, name = key.rpartition(".")
+    node = OmegaConf.structured(Config)
+    for part in [p for p in parent.split(".") if p]:
+        node = node._get_node(part) if isinstance(node, DictConfig) and part in node else None
+    siblings = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+    close = difflib.get_close_matches(name, siblings, n=1)
+    hint = f" (did you mean {parent + '.' if parent else ''}{close[0]}?)" if close else ""
+    return f"config error: {key}: no such key{hint}"
+
+
+def config_error_line(error: BaseException) -> str:
+    """One line for hydra's and OmegaConf's multi-line errors: ``config error: <key>: <what>``."""
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    chain, seen = [], error
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for e in chain:
+        if isinstance(e, MissingConfigException):
+            group = (e.missing_cfg_file or "").rpartition("/")[0]
+            options = f" (options: {', '.join(e.options)})" if e.options else ""
+            return f"config error: {group or 'config'}: no config named {e.missing_cfg_file.rpartition('/')[2]!r}{options}"
+        key = getattr(e, "full_key", None)
+        if key:
+            if isinstance(e, (ConfigAttributeError, ConfigKeyError)):
+                return no_such_key(key)
+            return f"config error: {key}: {str(getattr(e, 'msg', e)).strip().splitlines()[0]}"
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return "config error: " + ": ".join(lines[:2]) if lines else f"config error: {type(error).__name__}"
 
 
 def register_configs() -> None:

@@ -85,6 +85,9 @@ class BobPolicy:
 
     def __init__(self, model, deterministic: bool = True) -> None:
         self.model, self.deterministic = model, deterministic
+        extractor = getattr(model.policy, "pi_features_extractor", None)
+        if getattr(extractor, "use_goal", True) is False:
+            raise ValueError("this policy does not take goals (Alice's alice.zip?); evaluate Bob's bob.zip")
         space = model.action_space
         self.continuous = is_continuous(model.policy)  # an off-policy Bob (bob.algo=sac)
         if self.continuous:
@@ -255,7 +258,7 @@ def load_bob(run: str | None, checkpoint: str | None):
 
     if bool(run) == bool(checkpoint):
         raise ValueError("give exactly one of run=<run folder> or checkpoint=<bob zip>")
-    path = latest_checkpoint(Path(run)) / "bob.zip" if run else Path(checkpoint)
+    path = latest_checkpoint(Path(run), report=lambda line: print(line, file=sys.stderr)) / "bob.zip" if run else Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
@@ -330,8 +333,9 @@ def _plot(results: list[TaskResult], path: Path, title: str) -> None:
     errors = np.array([[100 * (r.success_rate - r.ci_low), 100 * (r.ci_high - r.success_rate)] for r in results]).T
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(results)), 4))
     ax.bar(names, rates, yerr=errors, capsize=3, color="#4c72b0", label="ours (95 % CI)")
-    published = [PUBLISHED.get(r.task, (None, np.nan))[1] for r in results]
-    ax.scatter(names, published, marker="_", s=400, color="#dd8452", label="paper", zorder=3)
+    paper = [(name, PUBLISHED[r.task][1]) for name, r in zip(names, results) if r.task in PUBLISHED]
+    if paper:  # only tasks the paper reports (all-NaN values break a categorical axis)
+        ax.scatter([n for n, _ in paper], [v for _, v in paper], marker="_", s=400, color="#dd8452", label="paper", zorder=3)
     ax.set_ylim(0, 105)
     ax.set_ylabel("zero-shot success (%)")
     ax.set_title(title)
@@ -351,7 +355,10 @@ def run_evaluation(cfg) -> list[TaskResult]:
     torch.set_num_threads(cfg.torch_threads)
     tasks = resolve_tasks(cfg.tasks)
     model, path = load_bob(cfg.run, cfg.checkpoint)
-    bob = BobPolicy(model, deterministic=cfg.deterministic)
+    try:
+        bob = BobPolicy(model, deterministic=cfg.deterministic)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     slots = model.observation_space["mask"].shape[0]
     workspace = run_workspace(path) if cfg.workspace == "run" else None
     misfits = workspace_misfits(tasks, workspace)

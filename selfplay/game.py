@@ -218,7 +218,7 @@ class SelfPlayGame(gym.Env):
         # End of Alice's turn: her final object state is the goal.
         goal = self.sim.object_poses()
         moved = ~objects_at_goal(goal, self._turn_start_poses, self.sim.rotation_modes)
-        if not moved.any():
+        if not moved.any() or self.sim.goal_problem(goal):  # nothing moved, or no reachable goal (objects overlap)
             return self._end_invalid(info, sim_info)
         result = self._describe_goal(goal, moved)
         self._alice_state = self.sim.get_state()

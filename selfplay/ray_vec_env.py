@@ -137,8 +137,9 @@ class RayVecEnv(VecEnv):
                  start_timeout_s: float = 300.0, restart_seed: int | None = None) -> None:
         self.env_fns = list(env_fns)
         self.owns_ray = not ray.is_initialized()
+        self._reaper = None
         if self.owns_ray:
-            _init_ray(address)
+            self._reaper = _init_ray(address)
         n = len(self.env_fns)
         cpus = ray.cluster_resources().get("CPU", 0)
         if workers <= 0:
@@ -148,7 +149,7 @@ class RayVecEnv(VecEnv):
             message = (f"{workers} workers x {cpus_per_worker} CPUs need {workers * cpus_per_worker:g} CPUs; "
                        f"the Ray cluster has {cpus:g} (lower ray.workers or ray.cpus_per_worker, or add nodes)")
             if self.owns_ray and address is None:  # a local instance never grows
-                ray.shutdown()
+                self._shutdown()
                 raise ConfigError(f"config error: ray.workers: {message}")
             log.warning("ray: %s; waiting up to ray.start_timeout_s=%g s for nodes to join", message, start_timeout_s)
         self.shares = [[int(g) for g in games] for games in np.array_split(np.arange(n), workers)]
@@ -262,15 +263,39 @@ class RayVecEnv(VecEnv):
         for worker in self.workers:
             ray.kill(worker, no_restart=True)
         if self.owns_ray:
-            ray.shutdown()
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        """Shut down the Ray this env started, and its reaper with whatever Ray left behind."""
+        ray.shutdown()
+        if self._reaper is not None:
+            self._reaper.close()
+            self._reaper = None
 
 
-def _init_ray(address: str | None) -> None:
+def _local_ray_processes() -> list[int]:
+    """Process ids of the local Ray's own processes (GCS, raylet, monitors), whose children are
+    Ray's agents and actors; empty if this Ray version does not say."""
+    try:
+        node = ray._private.worker._global_node
+        return [info.process.pid for infos in node.all_processes.values() for info in infos]
+    except Exception:  # a private API: without it, no reaper
+        return []
+
+
+def _init_ray(address: str | None):
     """Start a local Ray (``address=None``: all of this machine's cores, no dashboard) or join one.
-    A ``host:port`` that nothing answers stops at once (Ray itself would retry for minutes)."""
+    A ``host:port`` that nothing answers stops at once (Ray itself would retry for minutes).
+    Returns the :class:`selfplay.processes.Reaper` that ends a local Ray's processes if this one
+    dies without shutting it down (Ray's agents otherwise outlive a ``kill -9``), else None."""
     if address is None:
+        from selfplay.processes import Reaper
+
         ray.init(include_dashboard=False, logging_level=logging.WARNING)
-        return
+        roots = _local_ray_processes()
+        if not roots:
+            log.warning("ray: cannot list the local Ray's processes; if this process is killed, stop them with `ray stop`")
+        return Reaper(roots) if roots else None
     hint = "start a head with `ray start --head --port=6379` (README, 'Games on a Ray cluster')"
     if re.fullmatch(r"[\w.\-]+:\d+", address):
         host, port = address.rsplit(":", 1)
@@ -282,3 +307,4 @@ def _init_ray(address: str | None) -> None:
         ray.init(address=address, logging_level=logging.WARNING)
     except ConnectionError as error:
         raise ConfigError(f"config error: ray.address: could not join a Ray cluster at {address!r}: {error}; {hint}") from None
+    return None

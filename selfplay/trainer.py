@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import sys
@@ -17,14 +16,15 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from selfplay.checkpoint import latest_checkpoint, read_counters, save_checkpoint, write_atomic
+from selfplay.checkpoint import checkpoint_problem, read_counters, resume_point, save_checkpoint, write_atomic
 from selfplay.collector import Collector, RolloutStats
-from selfplay.config import Config
+from selfplay.config import Config, ConfigError
 from selfplay.game import ALICE, BOB
 from selfplay.offpolicy import BOB_KEYS, DemonstrationCloning, TurnReplayBuffer, rotation_modes_for
 from selfplay.opponents import OpponentPool
 from selfplay.policies import policy_kwargs, update_input_stats
 from selfplay.ppo import ABCPPO, load_batch
+from selfplay.run_folder import MetricsLog, RunLock
 from selfplay.vec_env import make_game, make_vec_env
 
 log = logging.getLogger("selfplay")
@@ -112,11 +112,28 @@ def alice_reward(result) -> float:
 
 
 class Trainer:
-    """Owns the games, both models, the snapshot pool and the run folder."""
+    """Owns the games, both models, the snapshot pool and the run folder (locked from here to
+    :meth:`close`: a second trainer on the same folder stops with
+    :class:`selfplay.run_folder.RunFolderError`).
+
+    With ``cfg.resume``, restores the newest complete checkpoint (an incomplete newer one is
+    skipped with a warning); a checkpoint that does not fit this config raises
+    :class:`ConfigError`. Nothing in the run folder is written before all of that succeeded.
+    """
 
     def __init__(self, cfg: Config, run_dir: Path) -> None:
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.venv = None
+        self._wandb = None
+        self._lock = RunLock(self.run_dir)
+        self._lock.acquire()
+        try:
+            self._build(cfg)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, cfg: Config) -> None:
         th.set_num_threads(cfg.trainer.torch_threads)
         np.random.seed(cfg.seed)
         th.manual_seed(cfg.seed)
@@ -132,32 +149,45 @@ class Trainer:
         )
         self.counters = {"env_steps": 0, "alice_steps": 0, "bob_steps": 0, "updates": 0, "games": 0, "wall_s": 0.0, "wandb_id": None}
         if cfg.resume:
-            self._restore(latest_checkpoint(Path(cfg.resume)))
+            checkpoint = resume_point(Path(cfg.resume), report=log.warning)
+            if checkpoint is None:
+                log.warning("resume: %s was stopped before its first checkpoint; starting it over from step 0", cfg.resume)
+            else:
+                self._restore(checkpoint)
         self.collector = Collector(self.venv, *self.models, pool=self.pool, seed=cfg.seed + self.counters["updates"])
         # An off-policy Bob clones Alice's demonstrations with a loss of its own (the ABC weight).
         self.bob_cloning = DemonstrationCloning(cfg.abc.beta if cfg.abc.enabled else 0.0, seed=cfg.seed)
         self._gradient_credit = 0.0  # an off-policy Bob's gradient steps owed (fractions carried over)
-        self._metrics_file = None
-        self._wandb = None
+        self.metrics: MetricsLog | None = None
+        self._checkpointed_at = self.counters["env_steps"] if cfg.resume else None  # env steps of the last checkpoint written
+        self.stopped_by: str | None = None  # the signal that ended train() early, if any
 
     # -- the loop -------------------------------------------------------------------------------
-    def train(self) -> dict:
-        """Run until ``trainer.total_steps`` env steps (or ``trainer.time_limit_minutes``); returns
-        the last metrics row."""
+    def train(self, stop=None) -> dict:
+        """Run until ``trainer.total_steps`` env steps (or ``trainer.time_limit_minutes``, or
+        ``stop.received`` is set, see :class:`selfplay.processes.StopSignals`), then checkpoint;
+        returns the last metrics row.
+
+        The budget is exact up to one step of every game: the last update collects only what is
+        left of it, rounded up to a multiple of ``trainer.n_games`` (so it may be shorter than
+        ``trainer.rollout_steps``)."""
         cfg = self.cfg
         self._open_logs()
         last: dict = {}
         progress = _Progress(cfg.logger.progress, cfg.trainer.total_steps, self.counters["env_steps"])
         deadline = time.monotonic() + 60 * cfg.trainer.time_limit_minutes if cfg.trainer.time_limit_minutes else float("inf")
+        stopped = lambda: stop is not None and stop.received is not None  # noqa: E731
         try:
-            while self.counters["env_steps"] < cfg.trainer.total_steps and time.monotonic() < deadline:
+            while self.counters["env_steps"] < cfg.trainer.total_steps and time.monotonic() < deadline and not stopped():
                 last = self.iteration()
                 progress.update(self.counters["env_steps"], last)
                 if self.counters["updates"] % cfg.trainer.checkpoint_every == 0:
                     self.checkpoint()
-                if cfg.trainer.video_every and self.counters["updates"] % cfg.trainer.video_every == 0:
+                if cfg.trainer.video_every and self.counters["updates"] % cfg.trainer.video_every == 0 and not stopped():
                     self.record_video()
-            self.checkpoint()
+            self.stopped_by = stop.received if stopped() else None
+            if self._checkpointed_at != self.counters["env_steps"]:
+                self.checkpoint()
         finally:
             progress.close()
             self.close()
@@ -167,7 +197,8 @@ class Trainer:
         """One collect -> update cycle; returns its metrics."""
         cfg = self.cfg
         start = time.perf_counter()
-        stats = self.collector.collect(cfg.trainer.rollout_steps)
+        n_steps, left = cfg.trainer.rollout_steps, cfg.trainer.total_steps - self.counters["env_steps"]
+        stats = self.collector.collect(left if 0 < left < n_steps else n_steps)  # the budget's last, shorter update
         collected = time.perf_counter()
         alice, bob = self.models
         discounts = (alice.gamma, bob.gamma)
@@ -305,12 +336,8 @@ class Trainer:
         return row
 
     def _open_logs(self) -> None:
-        path = self.run_dir / "metrics.csv"
-        self._metrics_path = path
-        self._metrics_header = None
-        if path.exists():
-            with open(path) as f:
-                self._metrics_header = next(csv.reader(f), None)
+        """metrics.csv cut back to the checkpoint this run starts from (see :class:`MetricsLog`); wandb."""
+        self.metrics = MetricsLog(self.run_dir / "metrics.csv", updates=self.counters["updates"])
         if self.cfg.logger.wandb.mode != "disabled":
             self._wandb = self._start_wandb()
 
@@ -320,50 +347,65 @@ class Trainer:
         import wandb
 
         w = self.cfg.logger.wandb
-        run = wandb.init(
-            project=w.project,
-            entity=w.entity,
-            name=self.run_dir.name,
-            tags=list(w.tags),
-            mode=w.mode,
-            dir=str(self.run_dir),
-            id=self.counters.get("wandb_id") or None,
-            resume="allow",
-            config=asdict(self.cfg),
-        )
+        mode = w.mode
+        if mode == "online":
+            problem = wandb_online_problem()
+            if problem:
+                print(f"logger.wandb.mode=online: {problem}; logging offline instead "
+                      f"(upload later: wandb sync {self.run_dir}/wandb/offline-run-*)", file=sys.stderr, flush=True)
+                mode = "offline"
+        kwargs = dict(project=w.project, entity=w.entity, name=self.run_dir.name, tags=list(w.tags), dir=str(self.run_dir),
+                      id=self.counters.get("wandb_id") or None, resume="allow", config=asdict(self.cfg))
+        try:
+            run = wandb.init(mode=mode, settings=wandb.Settings(init_timeout=30), **kwargs)
+        except Exception as error:  # noqa: BLE001 - wandb raises many kinds; tracking must not end the run
+            if mode == "offline":
+                raise
+            print(f"logger.wandb.mode=online: wandb could not start ({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
+                  "logging offline instead", file=sys.stderr, flush=True)
+            run = wandb.init(mode="offline", **kwargs)
         self.counters["wandb_id"] = run.id
         return run
 
     def _log(self, row: dict) -> None:
-        if self._metrics_header is None:
-            self._metrics_header = list(row)
-            write_header = True
-        else:
-            write_header = False
-        with open(self._metrics_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self._metrics_header, extrasaction="ignore")
-            if write_header:
-                writer.writeheader()
-            writer.writerow(row)
+        self.metrics.append(row)
         if self._wandb is not None:
             self._wandb.log({k: v for k, v in row.items() if not (isinstance(v, float) and np.isnan(v))}, step=self.counters["env_steps"])
 
     # -- checkpoints ----------------------------------------------------------------------------
     def checkpoint(self) -> Path:
+        """Write ``checkpoints/step-N`` (see :mod:`selfplay.checkpoint`), metrics.csv flushed first."""
         alice, bob = self.models
-        return save_checkpoint(
+        if self.metrics is not None:
+            self.metrics.sync()
+        path = save_checkpoint(
             self.run_dir,
             self.counters["env_steps"],
             {"alice.zip": alice.save, "bob.zip": bob.save, "pool.pt": lambda p: th.save(self.pool.state_dict(), p)},
             self.counters,
             keep=self.cfg.trainer.keep_checkpoints,
         )
+        self._checkpointed_at = self.counters["env_steps"]
+        return path
 
     def _restore(self, checkpoint: Path) -> None:
+        """Load a checkpoint; :class:`ConfigError` naming the file when it does not fit."""
         alice, bob = self.models
-        alice.set_parameters(str(checkpoint / "alice.zip"), exact_match=True)
-        bob.set_parameters(str(checkpoint / "bob.zip"), exact_match=True)
-        self.pool.load_state_dict(th.load(checkpoint / "pool.pt", weights_only=False))
+        for name, model in (("alice", alice), ("bob", bob)):
+            mismatch = architecture_mismatch(checkpoint / f"{name}.zip", model, name)
+            if mismatch:
+                raise ConfigError(f"config error: resume: {mismatch} (checkpoint {checkpoint}); "
+                                  "resume with the checkpoint's value, or start a new run")
+        for name, load in (("alice.zip", lambda p: alice.set_parameters(str(p), exact_match=True)),
+                           ("bob.zip", lambda p: bob.set_parameters(str(p), exact_match=True)),
+                           ("pool.pt", lambda p: self.pool.load_state_dict(th.load(p, weights_only=False)))):
+            try:
+                load(checkpoint / name)
+            except Exception as error:  # noqa: BLE001 - torch / SB3 / zipfile raise many kinds
+                damaged = checkpoint_problem(checkpoint)
+                reason = f"it is incomplete ({damaged})" if damaged else "it does not fit this config"
+                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise ConfigError(f"config error: resume: cannot load {checkpoint / name}: {reason}: {first}") from None
         self.counters.update(read_counters(checkpoint))
         for model in self.models:
             if isinstance(model, PPO):
@@ -397,10 +439,14 @@ class Trainer:
         return path
 
     def close(self) -> None:
-        self.venv.close()
+        """Stop the games and wandb, release the run folder (safe to call more than once)."""
+        if self.venv is not None:
+            self.venv.close()
+            self.venv = None
         if self._wandb is not None:
             self._wandb.finish()
             self._wandb = None
+        self._lock.release()
 
 
 class _Progress:
@@ -433,3 +479,62 @@ class _Progress:
 
 def save_config(cfg_yaml: str, run_dir: Path) -> None:
     write_atomic(Path(run_dir) / "config.yaml", cfg_yaml)
+
+
+def _architecture(agent: str, policy_kwargs: dict, observation_space: gym.spaces.Dict, action_space) -> dict:
+    """The config keys that fix a network's shapes, with their values in one model."""
+    extractor, head = policy_kwargs["features_extractor_kwargs"], policy_kwargs["net_arch"]
+    continuous = not hasattr(action_space, "nvec")  # an off-policy Bob (bob.algo=sac)
+    shapes = {
+        f"{agent}.algo": "sac" if continuous else "ppo",
+        f"{agent}.width": extractor["width"],
+        f"{agent}.depth": extractor["depth"],
+        f"{agent}.normalize_inputs": extractor.get("normalize", False),
+        f"{agent}.head": list(head["pi"] if isinstance(head, dict) else head),
+        "env.max_objects": observation_space["mask"].shape[0],
+    }
+    if not continuous:
+        shapes["env.action_bins"] = int(action_space.nvec[0])
+    return shapes
+
+
+def architecture_mismatch(zip_path: Path, model: PPO, agent: str) -> str | None:
+    """The config key whose value differs between ``model`` and the network saved in
+    ``zip_path`` (an SB3 zip), e.g. ``bob.width is 64 but the checkpoint was trained with 32``;
+    None if they match or the zip cannot be read (loading it then says why)."""
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    try:
+        data, _, _ = load_from_zip_file(zip_path, device="cpu", load_data=True)
+        saved = _architecture(agent, data["policy_kwargs"], data["observation_space"], data["action_space"])
+    except Exception:  # noqa: BLE001 - a damaged zip: the load reports it
+        return None
+    ours = _architecture(agent, model.policy_kwargs, model.observation_space, model.action_space)
+    for key, value in ours.items():
+        if saved[key] != value:
+            return f"{key} is {value} but the checkpoint was trained with {saved[key]}"
+    return None
+
+
+def wandb_online_problem(timeout_s: float = 5.0) -> str | None:
+    """What stops wandb from logging online (no API key, the server unreachable), or None.
+    Checked in seconds, before wandb itself would wait minutes."""
+    import netrc
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    host, port = url.hostname or "api.wandb.ai", url.port or (80 if url.scheme == "http" else 443)
+    key = os.environ.get("WANDB_API_KEY")
+    if not key:
+        try:
+            key = (netrc.netrc(os.environ.get("NETRC")).authenticators(host) or (None, None, None))[2]
+        except (OSError, netrc.NetrcParseError):
+            key = None
+    if not key:
+        return f"no wandb API key (set WANDB_API_KEY or run `wandb login`; none in ~/.netrc for {host})"
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as error:
+        return f"cannot reach the wandb server {host}:{port} ({error.strerror or error})"
+    return None

@@ -8,6 +8,7 @@ Ray is an optional extra; it is imported only when ``trainer.vec_env=ray`` is ch
 from __future__ import annotations
 
 import importlib.util
+import os
 from functools import partial
 
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
@@ -57,7 +58,13 @@ def make_game(cfg: Config, seed: int, render_mode: str | None = None) -> SelfPla
     return game
 
 
-def _game_factory(cfg: Config, seed: int) -> SelfPlayGame:
+def _game_factory(cfg: Config, seed: int, trainer_pid: int | None = None) -> SelfPlayGame:
+    """One game; in a worker process forked by the trainer (``trainer_pid``), the worker first
+    ties its life to the trainer's (:func:`selfplay.processes.follow_parent`)."""
+    if trainer_pid is not None and os.getpid() != trainer_pid:
+        from selfplay.processes import follow_parent
+
+        follow_parent(trainer_pid)
     return make_game(cfg, seed)
 
 
@@ -83,6 +90,7 @@ def make_vec_env(cfg: Config) -> VecEnv:
         return RayVecEnv(factories, workers=r.workers, address=r.address, cpus_per_worker=r.cpus_per_worker,
                          spread=r.spread, max_restarts=r.max_restarts, start_timeout_s=r.start_timeout_s,
                          restart_seed=cfg.seed * 1000 + 500_000)
-    if cfg.trainer.vec_env == "subproc":
+    if cfg.trainer.vec_env == "subproc":  # workers die with the trainer and leave signals to it
+        factories = [partial(_game_factory, cfg, cfg.seed * 1000 + i, os.getpid()) for i in range(cfg.trainer.n_games)]
         return SubprocVecEnv(factories, start_method="fork")
     return DummyVecEnv(factories)

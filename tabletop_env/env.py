@@ -95,12 +95,15 @@ class TabletopEnv(gym.Env):
 
             task = make_task(task)
         self.task = task
-        specs = tuple(task.objects if task is not None else (objects or catalogue.blocks(1)))
+        if task is not None and objects is not None:
+            raise ValueError("give a task or objects, not both (the task fixes its objects)")
+        specs = tuple(task.objects if task is not None else (catalogue.blocks(1) if objects is None else objects))
         if not 1 <= len(specs) <= max_objects:
             raise ValueError(f"need between 1 and max_objects={max_objects} objects, got {len(specs)}")
         if success_hold_steps < 1:
             raise ValueError(f"success_hold_steps must be >= 1, got {success_hold_steps}")
         self.object_specs = specs
+        self._object_kinds = tuple(f"{s.kind}" for s in specs)  # what a SceneState must match
         self.n_objects = len(specs)
         self.max_objects = max_objects
         self.render_mode = render_mode
@@ -160,7 +163,8 @@ class TabletopEnv(gym.Env):
         self._pose_rows: list[tuple] = [(0.0,) * POSE_SIZE] * n
         self._velocity_rows: list[tuple] = [(0.0,) * 6] * n
         self._tool_position = (0.0, 0.0, 0.0)
-        self.set_goal(np.tile(np.concatenate([[0.0, 0.0, -1.0], IDENTITY_QUATERNION]), (n, 1)))
+        # No goal until reset(): a placeholder below the table, never "at goal" (not a valid goal)
+        self._apply_goal(np.tile(np.concatenate([[0.0, 0.0, -1.0], IDENTITY_QUATERNION]), (n, 1)), None)
         self._steps = 0
         self._hold = 0
         self._sim_error: str | None = None
@@ -175,7 +179,7 @@ class TabletopEnv(gym.Env):
         self.robot = Panda(sim, self._control_config)
         self.home_joints = self.robot.solve_ik(self.home_tool_position)
         self._object_ids = []
-        rest_heights, radii = [], []
+        rest_heights, radii, inner = [], [], []
         for i, spec in enumerate(self.object_specs):
             body = catalogue.create(sim, f"object{i}", spec)
             self._object_ids.append(body)
@@ -183,7 +187,9 @@ class TabletopEnv(gym.Env):
             low, high = pybullet.getAABB(body, physicsClientId=sim.client)
             rest_heights.append(1.0 - low[2])
             radii.append(0.5 * float(np.hypot(high[0] - low[0], high[1] - low[1])))
+            inner.append(0.5 * float(min(h - l for h, l in zip(high, low))))
         self.rest_heights = np.array(rest_heights)  # m from the table to the centre, default orientation
+        self.inner_radii = np.array(inner)  # m, half the smallest extent (goals closer than this overlap)
         self.footprint_radii = np.array(radii)  # m, bound on the footprint for any yaw
         self._object_index = {body: i for i, body in enumerate(self._object_ids)}
         # Translucent goal markers, only when rendering: they have no collision shape.
@@ -294,7 +300,7 @@ class TabletopEnv(gym.Env):
             object_velocities=self._velocities.copy(),
             controller=np.array(self.robot.target),
             steps=self._steps,
-            extras={"goal": self.goal.copy(), "held": self.goal_held_object, "hold": self._hold},
+            extras={"goal": self.goal.copy(), "held": self.goal_held_object, "hold": self._hold, "objects": self._object_kinds},
         )
         self.set_state(state)
         return state
@@ -305,6 +311,9 @@ class TabletopEnv(gym.Env):
             raise ValueError(
                 f"state has {len(state.object_poses)} objects but this env has {self.n_objects}"
             )
+        kinds = state.extras.get("objects")
+        if kinds is not None and tuple(kinds) != self._object_kinds:
+            raise ValueError(f"state is of a scene with objects {list(kinds)} but this env has {list(self._object_kinds)}")
         self.sim.forget_contacts()
         self.robot.set_joint_state(state.robot_joints, state.robot_velocities, state.robot_targets)
         self.robot.reset_target(state.controller)
@@ -313,8 +322,8 @@ class TabletopEnv(gym.Env):
             pybullet.resetBasePositionAndOrientation(body, pose[:3], pose[3:], physicsClientId=c)
             pybullet.resetBaseVelocity(body, velocity[:3], velocity[3:], physicsClientId=c)
         self._steps = state.steps
-        if "goal" in state.extras:
-            self.set_goal(state.extras["goal"], state.extras.get("held"))
+        if "goal" in state.extras:  # it passed set_goal when it was set (or is the placeholder before reset)
+            self._apply_goal(np.asarray(state.extras["goal"], dtype=float), state.extras.get("held"))
         self._hold = state.extras.get("hold", 0)
         self._sim_error = None
         self.refresh()
@@ -338,12 +347,40 @@ class TabletopEnv(gym.Env):
         return np.array(self._off_table_list())
 
     def set_goal(self, poses: np.ndarray, held_object: int | None = None) -> None:
-        """Set the goal: (n, 7) object poses. ``held_object`` marks an in-air goal (for display)."""
+        """Set the goal: (n, 7) object poses. ``held_object`` marks an in-air goal (for display).
+        A goal no object can reach raises ``ValueError`` saying why (see :meth:`goal_problem`)."""
+        problem = self.goal_problem(poses)
+        if problem:
+            raise ValueError(f"goal: {problem}")
+        self._apply_goal(np.asarray(poses, dtype=float), held_object)
+
+    def goal_problem(self, poses: np.ndarray) -> str | None:
+        """Why (n, 7) goal poses cannot be reached, or None: the wrong shape, NaN, a quaternion
+        that is not unit length (zero, say), an object below the table surface or off the table,
+        two objects overlapping (centres closer than 0.75 x their half-sizes added)."""
         poses = np.asarray(poses, dtype=float)
         if poses.shape != (self.n_objects, POSE_SIZE):
-            raise ValueError(f"goal must have shape ({self.n_objects}, {POSE_SIZE}), got {poses.shape}")
+            return f"must have shape ({self.n_objects}, {POSE_SIZE}), got {poses.shape}"
         if not np.all(np.isfinite(poses)):
-            raise ValueError("goal contains NaN or inf")
+            return "contains NaN or inf"
+        norms = np.linalg.norm(poses[:, 3:], axis=1)
+        for i in np.flatnonzero(np.abs(norms - 1.0) > 1e-3):
+            return f"object {i}'s quaternion {poses[i, 3:].tolist()} has length {norms[i]:.3g}, not 1"
+        cx, cy = TABLE_CENTRE
+        hx, hy, _ = TABLE_HALF_EXTENTS
+        for i, (x, y, z) in enumerate(poses[:, :3]):
+            if z < 0:
+                return f"object {i} at z = {z:.3f} m is below the table surface (z = 0)"
+            if abs(x - cx) > hx or abs(y - cy) > hy:
+                return f"object {i} at ({x:.3f}, {y:.3f}) m is off the table"
+        for i in range(self.n_objects):
+            for j in range(i + 1, self.n_objects):
+                distance = float(np.linalg.norm(poses[i, :3] - poses[j, :3]))
+                if distance < 0.75 * (self.inner_radii[i] + self.inner_radii[j]):
+                    return f"objects {i} and {j} overlap (centres {100 * distance:.1f} cm apart)"
+        return None
+
+    def _apply_goal(self, poses: np.ndarray, held_object: int | None) -> None:
         poses = canonical_poses(poses)  # one quaternion sign for every goal, whatever made it
         self.goal = poses.copy()
         self.goal_held_object = held_object

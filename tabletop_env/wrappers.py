@@ -23,4 +23,15 @@ class DiscreteActions(gym.ActionWrapper):
         self.action_space = gym.spaces.MultiDiscrete([bins] * dims)
 
     def action(self, action: np.ndarray) -> np.ndarray:
-        return self.values[np.asarray(action, dtype=np.int64)]
+        """Bin indices (6,) -> continuous values; anything but whole numbers in [0, bins) raises
+        ``ValueError`` (a negative index would otherwise wrap around, 5.5 be truncated)."""
+        raw = np.asarray(action)
+        if raw.shape != self.action_space.shape:
+            raise ValueError(f"action must have shape {self.action_space.shape}, got {raw.shape}")
+        if raw.dtype.kind not in "iub":
+            if raw.dtype.kind != "f" or not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)):
+                raise ValueError(f"action must be whole bin numbers in [0, {self.bins}), got {raw.tolist()}")
+        index = raw.astype(np.int64)
+        if np.any(index < 0) or np.any(index >= self.bins):
+            raise ValueError(f"action bins must lie in [0, {self.bins}), got {raw.tolist()}")
+        return self.values[index]

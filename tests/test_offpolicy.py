@@ -104,14 +104,20 @@ def test_hindsight_goals_come_from_later_in_the_same_turn(filled_buffer):
 
 
 def test_off_policy_bob_trains_saves_a_sac_zip_and_is_evaluated(tmp_path):
-    cfg = tiny_config(**{"bob.algo": "sac", "bob.learning_starts": 64, "bob.buffer_size": 5000, "trainer.total_steps": 512,
-                         "teacher.name": "uniform", "teacher.uniform_tasks": "[push]"})
+    overrides = {"bob.algo": "sac", "bob.learning_starts": 64, "bob.buffer_size": 5000, "teacher.name": "uniform",
+                 "teacher.uniform_tasks": "[push]"}
+    cfg = tiny_config(**{**overrides, "trainer.total_steps": 512})
     trainer = Trainer(cfg, tmp_path)
     row = trainer.train()
     assert row["bob/n_updates"] > 0 and np.isfinite(row["bob/critic_loss"])
     bob = SAC.load(tmp_path / "checkpoints" / f"step-{trainer.counters['env_steps']:09d}" / "bob.zip", device="cpu")
     result, _ = evaluate_task(BobPolicy(bob), "Tabletop/Push1-v0", trials=1, seed=0, max_objects=cfg.env.max_objects)
     assert result.goals >= 1
+    # a resume loads the SAC Bob (its replay buffer starts empty) and goes on training
+    resumed = Trainer(tiny_config(**{**overrides, "trainer.total_steps": 1024, "resume": str(tmp_path)}), tmp_path)
+    for key, value in bob.policy.state_dict().items():
+        np.testing.assert_array_equal(resumed.models[BOB].policy.state_dict()[key].numpy(), value.numpy())
+    assert resumed.train()["bob/n_updates"] > 0 and resumed.counters["env_steps"] == 1024
 
 
 def test_cloning_pulls_the_actor_towards_the_demonstrated_actions(filled_buffer):

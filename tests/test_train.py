@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -14,21 +13,9 @@ from stable_baselines3 import PPO
 from selfplay.checkpoint import latest_checkpoint, read_counters
 from selfplay.trainer import Trainer
 from tabletop_env import DiscreteActions
-from tests.helpers import tiny_config
+from tests.helpers import ROOT, TINY_ARGS, tiny_config, train_cli
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = [
-    "game.alice_steps=20", "game.bob_steps_per_object=20", "game.max_goals=2",
-    "trainer.n_games=2", "trainer.rollout_steps=256", "trainer.checkpoint_every=1",
-    "alice.batch_size=64", "bob.batch_size=64", "alice.width=32", "bob.width=32",
-    "logger.progress=lines",
-]
-
-
-def train_cli(*args, timeout=300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_ERROR_REPORTING": "false", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", "selfplay.train", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+TINY = TINY_ARGS
 
 
 def test_a_short_run_writes_config_checkpoints_metrics_and_wandb(tmp_path):
