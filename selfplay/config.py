@@ -106,6 +106,7 @@ class AgentConfig:
     tau: float = 0.05  # target-network averaging rate
     her_ratio: float = 0.8  # share of replayed samples whose goal is a pose reached later in the turn
     learning_starts: int = 1000  # transitions in the buffer before the first gradient step
+    target_entropy: float | None = None  # SAC's entropy target (nats), its weight tuned to keep it; None: SB3's -6
 
     def __post_init__(self) -> None:
         _require(self.learning_rate > 0, "agent.learning_rate", f"must be positive, got {self.learning_rate}")

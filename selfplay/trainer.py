@@ -87,6 +87,7 @@ def build_sac_bob(cfg: Config, observation_space: gym.spaces.Dict) -> SAC:
     kwargs["net_arch"] = list(b.head)  # SAC: the same head sizes for actor and critics
     model = SAC("MultiInputPolicy", DummyVecEnv([lambda: _Spaces(space, actions)]), learning_rate=b.learning_rate,
                 buffer_size=1, batch_size=b.batch_size, tau=b.tau, gamma=b.gamma, learning_starts=0,
+                target_entropy="auto" if b.target_entropy is None else b.target_entropy,
                 policy_kwargs=kwargs, seed=cfg.seed + BOB, device="cpu", verbose=0)
     game = make_game(cfg, seed=cfg.seed)
     modes = rotation_modes_for(game.n_objects, cfg.env.max_objects, game.sim.rotation_modes)
