@@ -105,6 +105,7 @@ class AgentConfig:
     updates_per_step: float = 0.5  # gradient steps per env step Bob takes
     tau: float = 0.05  # target-network averaging rate
     her_ratio: float = 0.8  # share of replayed samples whose goal is a pose reached later in the turn
+    her_informative_only: bool = False  # only hindsight goals the objects do not already satisfy before the step
     learning_starts: int = 1000  # transitions in the buffer before the first gradient step
     target_entropy: float | None = None  # SAC's entropy target (nats), its weight tuned to keep it; None: SB3's -6
 

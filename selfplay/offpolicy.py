@@ -51,14 +51,18 @@ class TurnReplayBuffer:
         rotation_modes: (M,) how each object slot's rotation counts for success
             (:func:`tabletop_env.state.objects_at_goal`); padding slots are ignored.
         her_ratio: share of samples whose goal is relabelled with a later pose of their turn.
+        informative_only: relabel only with goals the objects do not satisfy yet before the step
+            (with a 4 cm success radius most later poses of a turn are "already there" and teach
+            that leaving the objects alone succeeds); such samples keep their turn's goal.
         seed: the buffer's own random generator.
     """
 
     def __init__(self, capacity: int, spaces: gym.spaces.Dict, rotation_modes: np.ndarray, her_ratio: float = 0.8,
-                 seed: int | None = None, device: str = "cpu") -> None:
+                 seed: int | None = None, device: str = "cpu", informative_only: bool = False) -> None:
         if capacity < 1 or not 0.0 <= her_ratio <= 1.0:
             raise ValueError(f"need capacity >= 1 and her_ratio in [0, 1], got {capacity}, {her_ratio}")
         self.capacity, self.her_ratio, self.device = capacity, her_ratio, device
+        self.informative_only = informative_only
         self.modes = np.asarray(rotation_modes)
         m = spaces["mask"].shape[0]
         self.robot = np.zeros((2, capacity, *spaces["robot"].shape), dtype=np.float32)  # [now, next]
@@ -110,8 +114,12 @@ class TurnReplayBuffer:
             ahead = (end - start) % self.capacity  # transitions after this one in its turn
             future = (start + np.floor(self._rng.random(len(start)) * (ahead + 1)).astype(np.int64)) % self.capacity
             intact = self.turn[future] == self.turn[start]  # not overwritten since
-            rows = np.flatnonzero(relabel)[intact]
-            goal[rows] = self.reached[future[intact]]
+            rows, future = np.flatnonzero(relabel)[intact], future[intact]
+            if self.informative_only:  # skip goals the objects already satisfy before the step
+                now = self.objects[0, index[rows], :, :POSE_SIZE]
+                keep = ~(objects_at_goal(now, self.reached[future], self.modes) | (self.mask[index[rows]] < 0.5)).all(axis=1)
+                rows, future = rows[keep], future[keep]
+            goal[rows] = self.reached[future]
         mask = self.mask[index]
         at_goal = objects_at_goal(self.reached[index], goal, self.modes)
         success = (at_goal | (mask < 0.5)).all(axis=1).astype(np.float32)

@@ -92,7 +92,8 @@ def build_sac_bob(cfg: Config, observation_space: gym.spaces.Dict) -> SAC:
     game = make_game(cfg, seed=cfg.seed)
     modes = rotation_modes_for(game.n_objects, cfg.env.max_objects, game.sim.rotation_modes)
     game.close()
-    model.replay_buffer = TurnReplayBuffer(b.buffer_size, space, modes, her_ratio=b.her_ratio, seed=cfg.seed)
+    model.replay_buffer = TurnReplayBuffer(b.buffer_size, space, modes, her_ratio=b.her_ratio, seed=cfg.seed,
+                                          informative_only=b.her_informative_only)
     model.set_logger(Logger(folder=None, output_formats=[]))
     return model
 

@@ -10,6 +10,7 @@ from selfplay.evaluate import BobPolicy, evaluate_task
 from selfplay.game import BOB, GameConfig, SelfPlayGame
 from selfplay.offpolicy import DemonstrationCloning, TurnReplayBuffer, goal_features, rotation_modes_for
 from selfplay.trainer import Trainer
+from tabletop_env.scripted import move_action
 from tabletop_env.state import objects_at_goal
 from tests.helpers import tiny_config
 
@@ -101,6 +102,41 @@ def test_hindsight_goals_come_from_later_in_the_same_turn(filled_buffer):
         now = int(np.argmin(np.abs(poses - pose).sum(axis=1)))
         later = np.abs(poses[now + 1 :] - goal).sum(axis=1)
         assert later.min() < 1e-5  # the goal is a pose reached after this step
+
+
+def pushing_turn(game: SelfPlayGame) -> tuple[list[dict], np.ndarray]:
+    """A Bob turn that drives the tool through the block (it moves > 4 cm), then waits."""
+    keys = ("robot", "objects", "goal", "mask")
+    block = game.sim.object_poses()[0, :3]
+    waypoints = [block + [-0.08, 0, 0.06], block + [-0.08, 0, 0.0], block + [0.10, 0, 0.0]] + [block + [0.10, 0, 0.1]] * 30
+    obs = game.sim.refresh()
+    observations, actions = [{k: obs[k] for k in keys}], []
+    for target in waypoints:
+        for _ in range(4):
+            action = move_action(game.sim, target, yaw=0.0, opening=-1.0)  # closed: the block cannot pass between the fingers
+            obs, _, _, _, info = game.step(action)
+            actions.append(action)
+            if "bob_last_observation" in info:
+                observations.append(info["bob_last_observation"])
+                return observations, np.array(actions, dtype=np.float32)
+            observations.append({k: obs[k] for k in keys})
+    raise AssertionError("the turn did not end")
+
+
+def test_informative_hindsight_goals_are_never_already_reached_before_the_step(filled_buffer):
+    _, _, modes = filled_buffer
+    game = uniform_game()
+    turns = [pushing_turn(game)]
+    moved = np.linalg.norm(turns[0][0][-1]["objects"][0, :3] - turns[0][0][0]["objects"][0, :3])
+    assert moved > 0.05
+    informative = TurnReplayBuffer(10_000, game.observation_space, modes, her_ratio=1.0, seed=2, informative_only=True)
+    informative.add_turn(*turns[0])
+    batch = informative.sample(512)
+    objects, goal = batch.observations["objects"].numpy(), batch.observations["goal"].numpy()[:, :, :7]
+    original = np.array([o[0]["goal"][0, :7] for o, _ in turns])
+    relabelled = np.abs(goal[:, None, 0] - original[None]).sum(axis=-1).min(axis=1) > 1e-5
+    already = objects_at_goal(objects[:, :1, :7], goal[:, :1], modes[:1])[:, 0]
+    assert relabelled.any() and not (relabelled & already).any()  # a hindsight goal always asks for a change
 
 
 def test_off_policy_bob_trains_saves_a_sac_zip_and_is_evaluated(tmp_path):
