@@ -56,12 +56,15 @@ class GameSchema:
     position_only: bool = False  # success (and "moved") by position alone; the holdouts compare rotation too
     bob_hindsight: str = "none"  # final: a failed Bob turn that moved an object also becomes a demonstration, relabelled with the poses he reached; windows: every window of hindsight_window steps in which an object moved >= 1 cm, relabelled with the poses at its end
     hindsight_window: int = 10  # steps per window of bob_hindsight=windows
+    translation_scale: float = 1.0  # the tool moves this x the action's x/y/z (both agents; in (0, 1])
+    bob_fingers_closed: bool = False  # Bob's finger command is ignored: his fingers stay closed
 
     def __post_init__(self) -> None:
         for key in ("alice_steps", "max_goals", "bob_steps_per_object", "success_hold_steps"):
             _require(getattr(self, key) >= 1, f"game.{key}", f"must be >= 1, got {getattr(self, key)}")
         _require(self.bob_hindsight in ("none", "final", "windows"), "game.bob_hindsight", f"must be none, final or windows, got {self.bob_hindsight!r}")
         _require(self.hindsight_window >= 1, "game.hindsight_window", f"must be >= 1, got {self.hindsight_window}")
+        _require(0.0 < self.translation_scale <= 1.0, "game.translation_scale", f"must be in (0, 1], got {self.translation_scale}")
         _require(self.alice_start in ("continue", "home", "near_object"), "game.alice_start",
                  f"must be continue, home or near_object, got {self.alice_start!r}")
 

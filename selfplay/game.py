@@ -67,6 +67,12 @@ class GameConfig:
     # for an off-policy Bob, selfplay/offpolicy.py); each turn's end then reports its last
     # observation (info["bob_last_observation"]) for his replay buffer.
     bob_actions: str = "discrete"
+    # What an action does in the simulator (ladder levers, both off by default): the tool moves
+    # translation_scale x the action's x/y/z (finer steps for pushing), and with
+    # bob_fingers_closed Bob's finger command is ignored and his fingers stay closed. Policies,
+    # demonstrations and replay keep the actions as the policies chose them.
+    translation_scale: float = 1.0
+    bob_fingers_closed: bool = False
 
 
 @dataclass
@@ -118,6 +124,8 @@ class SelfPlayGame(gym.Env):
             raise ValueError(f"bob_hindsight must be one of {HINDSIGHT_RULES}, got {c.bob_hindsight!r}")
         if c.bob_actions not in ("discrete", "continuous"):
             raise ValueError(f"bob_actions must be 'discrete' or 'continuous', got {c.bob_actions!r}")
+        if not 0.0 < c.translation_scale <= 1.0:
+            raise ValueError(f"translation_scale must be in (0, 1], got {c.translation_scale}")
         if c.hindsight_window < 1:
             raise ValueError(f"hindsight_window must be >= 1, got {c.hindsight_window}")
         if c.goal_distance is not None and not 0 <= c.goal_distance[0] <= c.goal_distance[1]:
@@ -203,10 +211,22 @@ class SelfPlayGame(gym.Env):
         env.reset_robot()  # home (jittered), also when no spot near an object is free
         env.refresh()
 
+    def _applied(self, values: np.ndarray, agent: int) -> np.ndarray:
+        """The simulator action (6,) for an agent's action values (``translation_scale``,
+        ``bob_fingers_closed``)."""
+        c = self.config
+        if c.translation_scale == 1.0 and not (agent == BOB and c.bob_fingers_closed):
+            return values
+        applied = np.array(values, dtype=np.float64)
+        applied[:3] *= c.translation_scale
+        if agent == BOB and c.bob_fingers_closed:
+            applied[5] = -1.0
+        return applied
+
     def _alice_step(self, values: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         c = self.config
         self._alice_trace.append((self._last_obs, values))
-        obs, _, _, _, sim_info = self.sim.step(values)
+        obs, _, _, _, sim_info = self.sim.step(self._applied(values, ALICE))
         self._alice_t += 1
         info: dict[str, Any] = {"actor": ALICE}
         if sim_info["sim_error"] or sim_info["off_table"].any():
@@ -289,7 +309,7 @@ class SelfPlayGame(gym.Env):
         c = self.config
         if c.bob_hindsight != "none":
             self._bob_trace.append((self._last_obs, values))
-        obs, _, _, _, sim_info = self.sim.step(values)
+        obs, _, _, _, sim_info = self.sim.step(self._applied(values, BOB))
         self._bob_t += 1
         at_goal = sim_info["objects_at_goal"]
         entered = int((at_goal & ~self._at_goal).sum())

@@ -41,6 +41,8 @@ def game_config(cfg: Config) -> GameConfig:
         bob_hindsight=cfg.game.bob_hindsight,
         hindsight_window=cfg.game.hindsight_window,
         bob_actions="continuous" if cfg.bob.algo == "sac" else "discrete",
+        translation_scale=cfg.game.translation_scale,
+        bob_fingers_closed=cfg.game.bob_fingers_closed,
     )
 
 

@@ -277,3 +277,23 @@ def test_a_failed_bob_turn_that_moved_nothing_teaches_nothing():
     for _ in range(5):
         _, _, _, _, info = game.step(HOLD)
     assert info["goal_result"].bob_success is False and "hindsight" not in info
+
+
+def test_translation_scale_shrinks_every_step_and_demonstrations_keep_the_chosen_bins():
+    game = make_game(translation_scale=0.5, alice_steps=3)
+    step = game.sim.robot.control.max_translation
+    before = np.array(game.sim.robot.target[:2])
+    sent = HOLD.copy()
+    sent[:2] = (9, 2)  # +0.8, -0.6
+    game.step(sent)
+    np.testing.assert_allclose(np.array(game.sim.robot.target[:2]) - before, np.array([0.8, -0.6]) * 0.5 * step, atol=1e-9)
+    assert (game._alice_trace[-1][1][:2] == game.action_values[[9, 2]]).all()  # as chosen, for ABC
+
+
+def test_bob_fingers_closed_ignores_his_finger_command_only():
+    game = make_game(teacher="uniform", uniform_tasks=("push",), bob_fingers_closed=True)
+    game.step(HOLD)  # HOLD asks for open fingers
+    assert game.sim.robot.target[5] == 0.0  # closed: opening 0 m
+    alice = make_game(bob_fingers_closed=True)
+    alice.step(HOLD)
+    assert alice.sim.robot.target[5] > 0.0  # Alice's fingers still follow her command

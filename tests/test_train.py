@@ -99,6 +99,8 @@ def test_a_killed_run_loses_at_most_one_checkpoint_interval(tmp_path):
         ("teacher=uniform teacher.goal_distance=[0.08,0.04]", "teacher.goal_distance"),
         ("game.alice_start=reset", "game.alice_start"),
         ("game.bob_hindsight=all", "game.bob_hindsight"),
+        ("game.translation_scale=0", "game.translation_scale"),
+        ("bob.algo=dqn", "agent.algo"),
     ],
 )
 def test_bad_config_stops_at_once_with_a_message_naming_it(override, message, tmp_path):
