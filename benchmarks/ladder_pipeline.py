@@ -138,6 +138,15 @@ def make_venv(env_id: str, n_envs: int, tally: Tally, with_phase: bool):
 
 
 # -- the two arms ------------------------------------------------------------------------------------
+def start_arm(env_id: str, hp: dict | None, with_phase: bool) -> tuple[dict, float, "Tally", object]:
+    """What both arms start with: the hyperparameters (defaults + ``hp``), one torch thread, the
+    start time, an episode tally and ``hp["n_envs"]`` games."""
+    hp = {**HYPERPARAMETERS, **(hp or {})}
+    th.set_num_threads(1)
+    tally = Tally()
+    return hp, time.perf_counter(), tally, make_venv(env_id, hp["n_envs"], tally, with_phase=with_phase)
+
+
 def build_bob(seed: int, observation_space: gym.spaces.Dict, action_space: gym.spaces.Space, hp: dict):
     """Bob as the trainer builds him (:func:`selfplay.trainer.build_model`), ABC off."""
     from selfplay.config import make_config
@@ -157,11 +166,7 @@ def run_ours(seed: int, total_steps: int, env_id: str = "CartPole-v1", hp: dict 
     from selfplay.policies import update_input_stats
     from selfplay.ppo import load_batch
 
-    hp = {**HYPERPARAMETERS, **(hp or {})}
-    th.set_num_threads(1)
-    start = time.perf_counter()
-    tally = Tally()
-    venv = make_venv(env_id, hp["n_envs"], tally, with_phase=True)
+    hp, start, tally, venv = start_arm(env_id, hp, with_phase=True)
     bob = build_bob(seed, venv.observation_space, venv.action_space, hp)
     venv.seed(seed)  # as SB3 seeds its env: game i resets with seed + i
     collector = Collector(venv, None, bob, seed=seed)  # phase is always 1: Alice is never asked
@@ -191,11 +196,7 @@ def run_sb3(seed: int, total_steps: int, env_id: str = "CartPole-v1", hp: dict |
 
     from selfplay.policies import policy_kwargs
 
-    hp = {**HYPERPARAMETERS, **(hp or {})}
-    th.set_num_threads(1)
-    start = time.perf_counter()
-    tally = Tally()
-    venv = make_venv(env_id, hp["n_envs"], tally, with_phase=False)
+    hp, start, tally, venv = start_arm(env_id, hp, with_phase=False)
     model = PPO(
         "MultiInputPolicy", venv, n_steps=hp["n_steps"], batch_size=hp["batch_size"], n_epochs=hp["n_epochs"],
         learning_rate=hp["learning_rate"], gamma=hp["gamma"], gae_lambda=hp["gae_lambda"], ent_coef=hp["ent_coef"],

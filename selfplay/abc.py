@@ -8,6 +8,16 @@ import torch as th
 from tabletop_env.env import POSE_SIZE
 
 
+def goal_features(goal_poses: np.ndarray, objects: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Bob's goal features (B, M, 10) as the simulator writes them: per real object the goal pose
+    (7) and the goal position minus the object's position (3, m, computed in float64); zeros in
+    padding slots. ``goal_poses``: (B, M, 7); ``objects``: (B, M, 17) object features; ``mask``: (B, M).
+    """
+    goal = np.asarray(goal_poses, dtype=np.float64)
+    features = np.concatenate([goal, goal[..., :3] - objects[..., :3].astype(np.float64)], axis=-1)
+    return (features * mask[..., None]).astype(np.float32)
+
+
 def relabel(observations: dict[str, np.ndarray], goal: np.ndarray) -> dict[str, np.ndarray]:
     """Alice's observations (dict of (T, ...) arrays) as Bob would see them with goal ``goal``.
 
@@ -20,11 +30,9 @@ def relabel(observations: dict[str, np.ndarray], goal: np.ndarray) -> dict[str, 
     out = dict(observations)
     steps = len(observations["objects"])
     goal32 = goal.astype(np.float64)
-    goal_features = np.zeros(observations["goal"].shape, dtype=np.float32)
-    goal_features[:, :n, :POSE_SIZE] = goal32
-    positions = observations["objects"][:, :n, :3].astype(np.float64)
-    goal_features[:, :n, POSE_SIZE:] = goal32[None, :, :3] - positions
-    out["goal"] = goal_features
+    padded = np.zeros((observations["goal"].shape[1], POSE_SIZE))
+    padded[:n] = goal32
+    out["goal"] = goal_features(np.broadcast_to(padded, (steps, *padded.shape)), observations["objects"], observations["mask"])
     desired = observations["achieved_goal"].copy()
     desired[:, : n * POSE_SIZE] = goal32.ravel()
     # padding slots: identity poses, as the simulator writes them

@@ -28,10 +28,10 @@ import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
-from selfplay.game import ALICE, BOB, BOB_OBSERVATION_KEYS, GoalResult
+from selfplay.game import ALICE, BOB, STRUCTURED_KEYS, GoalResult
 from selfplay.offpolicy import continuous_actions, is_continuous
 from selfplay.opponents import OpponentPool
-from selfplay.policies import STRUCTURED_KEYS, sample_actions
+from selfplay.policies import sample_actions
 
 AGENTS = (ALICE, BOB)
 
@@ -195,7 +195,7 @@ class Collector:
 
     def _record_bob_turn(self, game: int, info: dict) -> None:
         """An off-policy Bob's step: kept with its turn; a finished turn waits for the hand-over."""
-        observation = {k: self.obs[k][game] for k in BOB_OBSERVATION_KEYS}
+        observation = {k: self.obs[k][game] for k in STRUCTURED_KEYS}
         turn = self._bob_turns[game]
         turn.append((observation, self._step_actions[game].astype(np.float32)))
         if "bob_last_observation" in info:

@@ -250,8 +250,10 @@ def run_workspace(checkpoint_path: Path) -> dict | None:
 
 def load_bob(run: str | None, checkpoint: str | None):
     """Bob's SB3 model from a run folder (latest checkpoint) or a zip; plain errors otherwise."""
+    import zipfile
+
     from stable_baselines3 import PPO, SAC
-    from stable_baselines3.common.save_util import load_from_zip_file
+    from stable_baselines3.common.save_util import json_to_data
     from stable_baselines3.sac.policies import SACPolicy
 
     from selfplay.checkpoint import latest_checkpoint
@@ -262,7 +264,8 @@ def load_bob(run: str | None, checkpoint: str | None):
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        data, _, _ = load_from_zip_file(path, device="cpu", load_data=True)
+        with zipfile.ZipFile(path) as archive:  # only the model's description: the class of its policy
+            data = json_to_data(archive.read("data").decode())
         algo = SAC if isinstance(data.get("policy_class"), type) and issubclass(data["policy_class"], SACPolicy) else PPO
         return algo.load(path, device="cpu"), path
     except Exception as error:  # a zip that is not an SB3 model

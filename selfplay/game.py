@@ -26,8 +26,8 @@ ALICE, BOB = 0, 1
 ALICE_STARTS = ("continue", "home", "near_object")  # GameConfig.alice_start
 
 
-#: What an off-policy Bob's replay buffer keeps of an observation.
-BOB_OBSERVATION_KEYS = ("robot", "objects", "goal", "mask")
+#: The observation keys the agents' networks read (the rest is for gymnasium/HER users).
+STRUCTURED_KEYS = ("robot", "objects", "goal", "mask")
 #: Bob's hindsight cloning rules (``GameConfig.bob_hindsight``).
 HINDSIGHT_RULES = ("none", "final", "windows")
 HINDSIGHT_MIN_MOVE = 0.01  # m an object must move within a window for bob_hindsight=windows
@@ -326,7 +326,7 @@ class SelfPlayGame(gym.Env):
         if success:
             reward += c.bob_success_reward
         if c.bob_actions == "continuous":
-            info["bob_last_observation"] = {k: obs[k] for k in BOB_OBSERVATION_KEYS}
+            info["bob_last_observation"] = {k: obs[k] for k in STRUCTURED_KEYS}
         self._bob_state = self.sim.get_state()
         if c.teacher == "uniform":
             result = GoalResult(index=self._goal_index, valid=True)

@@ -24,22 +24,11 @@ import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples
 
-from selfplay.game import BOB_OBSERVATION_KEYS
+from selfplay.abc import goal_features
+from selfplay.game import STRUCTURED_KEYS
 from tabletop_env.env import POSE_SIZE
 from tabletop_env.state import ROTATION_IGNORE, objects_at_goal
 
-#: The observation keys an off-policy Bob sees (the goal features are rebuilt when relabelling).
-BOB_KEYS = BOB_OBSERVATION_KEYS
-
-
-def goal_features(goal_poses: np.ndarray, objects: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Bob's goal features (B, M, 10) as the simulator writes them: per real object the goal pose
-    (7) and the goal position minus the object's position (3, m); zeros in padding slots.
-
-    ``goal_poses``: (B, M, 7); ``objects``: (B, M, 17) object features; ``mask``: (B, M).
-    """
-    features = np.concatenate([goal_poses, goal_poses[..., :3] - objects[..., :3]], axis=-1)
-    return (features * mask[..., None]).astype(np.float32)
 
 
 class TurnReplayBuffer:
@@ -163,11 +152,11 @@ class DemonstrationCloning:
 
     def add(self, observations: dict[str, np.ndarray], actions: np.ndarray) -> None:
         """Demonstration steps: observations (dict of (T, ...) arrays) and actions (T, 6) in [-1, 1]."""
-        new = {k: np.asarray(observations[k], dtype=np.float32) for k in BOB_KEYS}
+        new = {k: np.asarray(observations[k], dtype=np.float32) for k in STRUCTURED_KEYS}
         if self.actions is None:
             self.observations, self.actions = new, np.asarray(actions, dtype=np.float32)
         else:
-            self.observations = {k: np.concatenate([self.observations[k], new[k]])[-self.capacity:] for k in BOB_KEYS}
+            self.observations = {k: np.concatenate([self.observations[k], new[k]])[-self.capacity:] for k in STRUCTURED_KEYS}
             self.actions = np.concatenate([self.actions, actions])[-self.capacity:].astype(np.float32)
 
     def step(self, model: SAC, batch_size: int) -> float:
@@ -188,7 +177,7 @@ class DemonstrationCloning:
 def continuous_actions(policy, observations: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray:
     """A SAC policy's actions (B, 6) in [-1, 1] for a batch (dict of (B, ...) arrays)."""
     with th.no_grad():
-        obs = {k: th.as_tensor(observations[k], dtype=th.float32) for k in BOB_KEYS}
+        obs = {k: th.as_tensor(observations[k], dtype=th.float32) for k in STRUCTURED_KEYS}
         return policy.actor(obs, deterministic=deterministic).numpy()
 
 

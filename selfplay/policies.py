@@ -17,6 +17,8 @@ import torch as th
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from selfplay.game import STRUCTURED_KEYS
+
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
@@ -138,7 +140,6 @@ def policy_kwargs(use_goal: bool, width: int = 128, depth: int = 2, head: tuple[
     }
 
 
-STRUCTURED_KEYS = ("robot", "objects", "goal", "mask")
 
 
 def sample_actions(policy, observations: dict, deterministic: bool = False) -> tuple:

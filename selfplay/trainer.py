@@ -19,13 +19,15 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from selfplay.checkpoint import checkpoint_problem, read_counters, resume_point, save_checkpoint, write_atomic
 from selfplay.collector import Collector, RolloutStats
 from selfplay.config import Config, ConfigError
-from selfplay.game import ALICE, BOB
-from selfplay.offpolicy import BOB_KEYS, DemonstrationCloning, TurnReplayBuffer, rotation_modes_for
+from selfplay.game import ALICE, BOB, STRUCTURED_KEYS
+from selfplay.offpolicy import DemonstrationCloning, TurnReplayBuffer, rotation_modes_for
 from selfplay.opponents import OpponentPool
 from selfplay.policies import policy_kwargs, update_input_stats
 from selfplay.ppo import ABCPPO, load_batch
 from selfplay.run_folder import MetricsLog, RunLock
 from selfplay.vec_env import make_game, make_vec_env
+from tabletop_env.env import object_rotation_modes
+from tabletop_env.objects import blocks
 
 log = logging.getLogger("selfplay")
 
@@ -78,10 +80,10 @@ def build_model(cfg: Config, agent: int, observation_space: gym.spaces.Dict, act
 
 def build_sac_bob(cfg: Config, observation_space: gym.spaces.Dict) -> SAC:
     """An off-policy Bob: SB3's ``SAC`` on continuous actions in [-1, 1] with the object-set
-    network, fed by a :class:`TurnReplayBuffer` (hindsight goals) instead of SB3's buffer.
-    ``bob.zip`` stays a standard SB3 zip: ``SAC.load`` opens it."""
+    network. The learning one gets a :class:`TurnReplayBuffer` (:func:`turn_buffer`) instead of
+    SB3's buffer. ``bob.zip`` stays a standard SB3 zip: ``SAC.load`` opens it."""
     b = cfg.bob
-    space = gym.spaces.Dict({k: observation_space[k] for k in BOB_KEYS})
+    space = gym.spaces.Dict({k: observation_space[k] for k in STRUCTURED_KEYS})
     actions = gym.spaces.Box(-1.0, 1.0, shape=(6,), dtype=np.float32)
     kwargs = policy_kwargs(use_goal=True, width=b.width, depth=b.depth, head=tuple(b.head), normalize=b.normalize_inputs)
     kwargs["net_arch"] = list(b.head)  # SAC: the same head sizes for actor and critics
@@ -89,13 +91,16 @@ def build_sac_bob(cfg: Config, observation_space: gym.spaces.Dict) -> SAC:
                 buffer_size=1, batch_size=b.batch_size, tau=b.tau, gamma=b.gamma, learning_starts=0,
                 target_entropy="auto" if b.target_entropy is None else b.target_entropy,
                 policy_kwargs=kwargs, seed=cfg.seed + BOB, device="cpu", verbose=0)
-    game = make_game(cfg, seed=cfg.seed)
-    modes = rotation_modes_for(game.n_objects, cfg.env.max_objects, game.sim.rotation_modes)
-    game.close()
-    model.replay_buffer = TurnReplayBuffer(b.buffer_size, space, modes, her_ratio=b.her_ratio, seed=cfg.seed,
-                                          informative_only=b.her_informative_only)
     model.set_logger(Logger(folder=None, output_formats=[]))
     return model
+
+
+def turn_buffer(cfg: Config, observation_space: gym.spaces.Dict) -> TurnReplayBuffer:
+    """The replay buffer of a learning off-policy Bob, with the game's success rule per object slot."""
+    b, n = cfg.bob, cfg.env.n_objects
+    modes = rotation_modes_for(n, cfg.env.max_objects, object_rotation_modes(blocks(n), cfg.game.position_only))
+    return TurnReplayBuffer(b.buffer_size, observation_space, modes, her_ratio=b.her_ratio, seed=cfg.seed,
+                            informative_only=b.her_informative_only)
 
 
 #: SB3's PPO statistics logged per agent (``train/<key>`` in SB3's logger).
@@ -142,6 +147,8 @@ class Trainer:
         self.venv = make_vec_env(cfg)
         space = agent_observation_space(self.venv.observation_space)
         self.models = (build_model(cfg, ALICE, space, self.venv.action_space), build_model(cfg, BOB, space, self.venv.action_space))
+        if isinstance(self.models[BOB], SAC):
+            self.models[BOB].replay_buffer = turn_buffer(cfg, self.models[BOB].observation_space)
         self.pool = OpponentPool(
             # untrained copies as templates: a trained policy cannot be deep-copied (autograd state)
             (build_model(cfg, ALICE, space, self.venv.action_space).policy, build_model(cfg, BOB, space, self.venv.action_space).policy),

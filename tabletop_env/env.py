@@ -31,6 +31,14 @@ GOAL_FEATURES = 10  # goal pos (3), goal quat (4), goal pos - pos (3)
 POSE_SIZE = 7  # position (3) + quaternion (4)
 
 TABLE_HALF_EXTENTS = (0.6, 0.5, 0.02)  # metres; the top surface is at z = 0
+
+
+def object_rotation_modes(specs: Sequence[catalogue.ObjectSpec], ignore_rotation: bool = False) -> np.ndarray:
+    """How each object's rotation counts for success (n,) (:mod:`tabletop_env.state` modes): by
+    its symmetry, or not at all with ``ignore_rotation``."""
+    if ignore_rotation:
+        return np.full(len(specs), ROTATION_IGNORE)
+    return np.array([SYMMETRY_NAMES[s.symmetry] for s in specs])
 TABLE_CENTRE = (-0.15, 0.0)  # metres (x, y) of the table centre: the Panda stands near its -x edge
 FALL_DEPTH = 0.05  # an object this far below the table surface has fallen off (m)
 EXPLOSION_SPEED = 25.0  # m/s; faster than this means the simulation blew up
@@ -119,11 +127,9 @@ class TabletopEnv(gym.Env):
         if max_episode_steps is None:
             max_episode_steps = task.max_episode_steps if task is not None else 50 * self.n_objects
         self.max_episode_steps = max_episode_steps
-        self.rotation_modes = np.array([SYMMETRY_NAMES[s.symmetry] for s in specs])
-        if task is not None and getattr(task, "rotation_modes", None) is not None:
+        self.rotation_modes = object_rotation_modes(specs, ignore_rotation)
+        if task is not None and getattr(task, "rotation_modes", None) is not None and not ignore_rotation:
             self.rotation_modes = np.asarray(task.rotation_modes)
-        if ignore_rotation:
-            self.rotation_modes = np.full(self.n_objects, ROTATION_IGNORE)
         self._modes_list = self.rotation_modes.tolist()
         self._padded_modes = np.concatenate([self.rotation_modes, np.full(max_objects - self.n_objects, 3)])
 
