@@ -255,7 +255,7 @@ class TabletopEnv(gym.Env):
         if self._sim_error is not None:
             raise RuntimeError(f"the episode ended ({self._sim_error}); call reset()")
         self.robot.apply_action([min(max(v, -1.0), 1.0) for v in values], self._tool_position)
-        self.sim.step()
+        self.sim.step(self.robot.move_pin)
         self._steps += 1
         self._read_objects()
         obs = self._observe()

@@ -93,6 +93,9 @@ class Panda:
             (0, 0, 0, 1), orientation, physicsClientId=self.client,
         )
         self.pin_target: tuple = (tuple(position), tuple(orientation))  # where the pin holds the tool
+        # The pin's way through the coming step: from (x, y, z, yaw, pitch) to (x, y, z, yaw, pitch).
+        self._pin_from: tuple = (*position, 0.0, 0.0)
+        self._pin_to: tuple = self._pin_from
 
     # -- state --------------------------------------------------------------------------------
     def reset(self, joints: np.ndarray, finger_opening: float = 0.08) -> None:
@@ -169,12 +172,21 @@ class Panda:
         )
         finger = t[5] * 0.5
         self._command((*solution[:7], finger, finger))
-        self.pin_tool(t[:3], orientation)
+        self._pin_from, self._pin_to = self._pin_to, (t[0], t[1], t[2], t[3], t[4])
+
+    def move_pin(self, fraction: float) -> None:
+        """Put the pin ``fraction`` (0-1) of the way through this step's move (called before each
+        physics substep): the tool then moves at a steady speed, instead of jumping towards the
+        new target in the first substeps (which hit blocks at several m/s)."""
+        a, b = self._pin_from, self._pin_to
+        p = [a[k] + fraction * (b[k] - a[k]) for k in range(5)]
+        self.pin_tool(p[:3], pybullet.getQuaternionFromEuler((np.pi, p[4], p[3])))
 
     def reset_target(self, target) -> None:
         """Set the controller state (6 floats, see the class docstring); the tool is pinned there."""
         self.target = [float(v) for v in target]
         t = self.target
+        self._pin_from = self._pin_to = (t[0], t[1], t[2], t[3], t[4])
         self.pin_tool(t[:3], pybullet.getQuaternionFromEuler((np.pi, t[4], t[3])))
 
     def pin_tool(self, position, orientation) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,10 +18,11 @@ class PhysicsConfig:
     substeps: int = 10  # physics steps per env step: 10 x 4 ms = 40 ms, as in docs/method.md
     solver_iterations: int = 30  # constraint-solver iterations per physics step
     # Share of a joint/constraint error removed per physics step (PyBullet's default 0.2; the
-    # per-constraint erp is ignored for multibodies). 0.4 lets the tool pin reach its target
-    # within one env step (lag-1 correlation 0.01 against 0.13 at 0.2, benchmarks/control_fidelity.py);
-    # 0.8 made pushed blocks fly off at up to 5 m/s.
-    constraint_erp: float = 0.4
+    # per-constraint erp is ignored for multibodies). The tool pin moves a share of the step's
+    # displacement before every physics step (Panda.move_pin); at 0.8 the tool follows it within
+    # about one physics step (lag-1 correlation 0.06 against 0.20 at 0.4, benchmarks/control_fidelity.py).
+    # (With a pin that jumped to the new target at once, 0.8 made pushed blocks fly at up to 5 m/s.)
+    constraint_erp: float = 0.8
     gravity: float = -9.81  # m/s^2 along z
 
     @property
@@ -108,10 +110,13 @@ class Simulation:
         pybullet.changeDynamics(self.bodies[name], link, physicsClientId=self.client, **kwargs)
 
     # -- stepping ---------------------------------------------------------------------------
-    def step(self) -> None:
-        """Advance one env step (``physics.substeps`` physics steps)."""
-        step, client = pybullet.stepSimulation, self.client
-        for _ in range(self.physics.substeps):
+    def step(self, before_substep: Callable[[float], None] | None = None) -> None:
+        """Advance one env step (``physics.substeps`` physics steps); ``before_substep(f)`` runs
+        before each, with ``f`` the share of the step done once it has run (1/substeps ... 1)."""
+        step, client, n = pybullet.stepSimulation, self.client, self.physics.substeps
+        for k in range(n):
+            if before_substep is not None:
+                before_substep((k + 1) / n)
             step(physicsClientId=client)
 
     def forget_contacts(self, static: str = "table") -> None:
