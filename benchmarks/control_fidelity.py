@@ -8,7 +8,8 @@ Run from the repository root (about a minute; panda-gym comes with the ``bench``
 What is measured: :mod:`tabletop_env.fidelity` (R² of the tool displacement on the commanded one,
 for x/y/z-only and all-six-dimension random actions in free space; lag-1 correlation; tool speed
 at full action; tool-centre drift when only the wrist moves), for our gymnasium ids and for
-panda-gym's PandaPush-v3 (x/y/z only: its actions have no wrist), in the same run.
+panda-gym's PandaPush-v3 (x/y/z only: its actions have no wrist), in the same run; and how far
+a full-speed push throws a block (:func:`tabletop_env.fidelity.push_block`).
 
 Targets for the tabletop (issue "learnable tabletop"): full action >= 4 cm per step, R² >= 0.9
 (x/y/z) and >= 0.8 (six dimensions), lag-1 correlation <= 0.1.
@@ -30,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from env_throughput import quiet_c_output  # noqa: E402
 
-from tabletop_env.fidelity import Fidelity, Probe, measure  # noqa: E402
+from tabletop_env.fidelity import Fidelity, Probe, measure, push_block  # noqa: E402
 
 
 def panda_gym_probe(env: gym.Env) -> Probe:
@@ -79,6 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         "| env | full action (cm/step) | R² x/y/z | R² all six | lag-1 x/y/z | lag-1 all six | wrist drift (mm/step) |",
         "|---|---:|---:|---:|---:|---:|---:|",
         *[_row(f) for f in results],
+        "",
+        "A full-speed push (Tabletop, tool at block height 6 cm behind one block, +1 on x until it has",
+        "moved the block for k steps, then still for 1 s; `tabletop_env.fidelity.push_block`):",
+        "",
+        "| push steps k | speed | peak block speed (m/s) | moved during the push (cm) | moved in all (cm) |",
+        "|---:|---:|---:|---:|---:|",
+        *[f"| {o.push_steps} | {speed} | {o.peak_block_speed:.2f} | {o.moved_during_push * 100:.1f} | {o.total_move * 100:.1f} |"
+          for speed in (1.0, 0.5) for o in (push_block(k, speed) for k in (1, 2, 4))],
     ]
     print("\n".join(lines))
     if args.out:

@@ -162,3 +162,46 @@ def measure(probe: Probe, name: str, steps: int = 1000, seed: int = 0) -> Fideli
         drift = float(np.mean([np.linalg.norm(m) for m in moves if m is not None]))
     speed = _full_action(probe, rng)
     return Fidelity(name, r2_xyz, r2_all, lag_xyz, lag_all, speed, drift, steps)
+
+
+@dataclass
+class PushOutcome:
+    """What a full-speed push does to a block (:func:`push_block`)."""
+
+    push_steps: int  # steps of +1 on x after the tool first moved the block
+    peak_block_speed: float  # m/s, the block's largest planar speed
+    moved_during_push: float  # m, block displacement when the tool stops
+    total_move: float  # m, block displacement once it has come to rest (1 s later)
+
+
+def push_block(push_steps: int = 1, speed: float = 1.0, seed: int = 0) -> PushOutcome:
+    """Push one block along +x with the tool at block height: the tool starts 6 cm behind it,
+    moves at ``speed`` (share of full action) until it has moved the block for ``push_steps``
+    steps, then holds still for 25 steps (1 s). How far a fast push throws a block decides how
+    controllable pushing is."""
+    from tabletop_env.env import TabletopEnv
+    from tabletop_env.objects import blocks
+    from tabletop_env.scripted import run_waypoints
+
+    env = TabletopEnv(objects=blocks(1), max_objects=1, placement_low=(-0.15, -0.1), placement_high=(0.05, 0.1),
+                      home_tool_position=(-0.05, 0.0, 0.05), max_episode_steps=10**6, terminate_on_success=False)
+    try:
+        env.reset(seed=seed)
+        block = env.object_poses()[0]
+        run_waypoints(env, [((block[0] - 0.08, block[1], 0.08), 0.0, -1.0, 15), ((block[0] - 0.06, block[1], 0.02), 0.0, -1.0, 15)])
+        start = env.object_poses()[0, :2].copy()
+        moved = lambda: float(np.linalg.norm(env.object_poses()[0, :2] - start))  # noqa: E731
+        peak, contact = 0.0, 0
+        for _ in range(40):
+            obs, *_ = env.step(np.array([speed, 0, 0, 0, 0, -1.0]))
+            peak = max(peak, float(np.linalg.norm(obs["objects"][0, 7:9])))
+            contact += moved() > 0.002
+            if contact >= push_steps:
+                break
+        during = moved()
+        for _ in range(25):
+            obs, *_ = env.step(np.array([0, 0, 0, 0, 0, -1.0]))
+            peak = max(peak, float(np.linalg.norm(obs["objects"][0, 7:9])))
+        return PushOutcome(push_steps, peak, during, moved())
+    finally:
+        env.close()
