@@ -54,7 +54,7 @@ class GameConfig:
     # Where Alice's arm starts her turns, objects always where she left them: "continue" (her
     # last state, the paper), "home" (later turns: the arm back at its home pose) or
     # "near_object" (every turn: the tool at home height, 8-12 cm from a random object's centre,
-    # on a random side, within 5 cm of the placement area; home when no such spot is free).
+    # on a random side, within the arm's reach; home when no such spot is free).
     alice_start: str = "continue"
     position_only: bool = False  # success and "moved" by position alone (rotation ignored)
     # Hindsight cloning: a turn Bob failed but in which he moved an object becomes a
@@ -198,13 +198,14 @@ class SelfPlayGame(gym.Env):
         env = self.sim
         if self.config.alice_start == "near_object":
             poses, height = env.object_poses(), env.home_tool_position[2]
+            reach = env.robot.control
+            reach_low, reach_high = np.array(reach.workspace_low[:2]) + 0.03, np.array(reach.workspace_high[:2]) - 0.03
             for _ in range(tries):
                 centre = poses[self._rng.integers(self.n_objects), :2]
                 angle, distance = self._rng.uniform(-np.pi, np.pi), self._rng.uniform(0.08, 0.12)
                 xy = centre + distance * np.array([np.cos(angle), np.sin(angle)])
                 clear = np.linalg.norm(poses[:, :2] - xy, axis=1).min() >= 0.08 and np.all(poses[:, 2] < 0.1)
-                near_area = np.all(xy >= env.placement_low - 0.05) and np.all(xy <= env.placement_high + 0.05)
-                if clear and near_area:  # where goals belong, well within the arm's reach
+                if clear and np.all(xy >= reach_low) and np.all(xy <= reach_high):
                     env.robot.reset(env.robot.solve_ik((*xy, height)))
                     env.refresh()
                     return

@@ -297,3 +297,19 @@ def test_bob_fingers_closed_ignores_his_finger_command_only():
     alice = make_game(bob_fingers_closed=True)
     alice.step(HOLD)
     assert alice.sim.robot.target[5] > 0.0  # Alice's fingers still follow her command
+
+
+def test_alice_starts_next_to_a_block_outside_the_placement_area_while_the_arm_reaches_it():
+    """Alice's pushes often end outside the 20 x 20 cm area; her next turn must still start next
+    to the block (within the arm's reach), or nothing moves and the game ends on an invalid goal."""
+    game = SelfPlayGame(1, GameConfig(alice_start="near_object"), {"randomise_robot": False, "home_tool_position": (-0.05, 0.0, 0.05),
+                                                                   "placement_low": (-0.15, -0.1), "placement_high": (0.05, 0.1)})
+    game.reset(seed=0)
+    for xy in [(0.2, 0.2), (-0.3, -0.25), (0.15, -0.3)]:  # 10-20 cm outside the area, within reach
+        pose = game.sim.object_poses()
+        pose[0, :2] = xy
+        game.sim.set_object_poses(pose)
+        game.sim.refresh()
+        game._move_arm_for_alice()
+        tool = game.sim.robot.tool_pose()[0]
+        assert 0.075 < np.linalg.norm(tool[:2] - np.array(xy)) < 0.125
