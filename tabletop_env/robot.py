@@ -179,8 +179,11 @@ class Panda:
         physics substep): the tool then moves at a steady speed, instead of jumping towards the
         new target in the first substeps (which hit blocks at several m/s)."""
         a, b = self._pin_from, self._pin_to
+        if a == b:  # a still tool: the pin is already there
+            return
         p = [a[k] + fraction * (b[k] - a[k]) for k in range(5)]
-        self.pin_tool(p[:3], pybullet.getQuaternionFromEuler((np.pi, p[4], p[3])))
+        turning = a[3] != b[3] or a[4] != b[4]
+        self.pin_tool(p[:3], pybullet.getQuaternionFromEuler((np.pi, p[4], p[3])) if turning else self.pin_target[1])
 
     def reset_target(self, target) -> None:
         """Set the controller state (6 floats, see the class docstring); the tool is pinned there."""
