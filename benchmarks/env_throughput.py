@@ -22,8 +22,8 @@ Contenders:
   Python logic, doing the same physics work: each timed env run records (untimed) the scene
   state at its start and after each reset (``env.get_state()``) and the arm's motor targets and
   tool-pin pose after every step; right after it, the bound restores each recorded state (untimed)
-  and replays the run: per step one ``env.robot._command(targets)``, one ``pin_tool`` and
-  ``substeps`` x ``stepSimulation``.
+  and replays the run: per step one ``env.robot._command(targets)`` and ``substeps`` x (the
+  tool pin's move through the step, ``move_pin``, and ``stepSimulation``).
   The env's own run then resumes where it ended. Env overhead = 1 - env / raw; it includes the
   env's ``reset()`` (with its settling physics steps), which the bound does not replay.
 
@@ -111,8 +111,8 @@ class TabletopPair:
     ``run_env`` times the env on random actions and records, untimed, the scene state at the
     start and after every reset (``env.get_state()``) and the arm's motor targets and tool-pin pose
     after every step. ``run_raw`` then restores each recorded state (untimed) and replays them with
-    bare physics: per step one ``env.robot._command(targets)``, one ``env.robot.pin_tool(...)`` and ``substeps`` x
-    ``stepSimulation`` on the env's own PyBullet world, so both do the same physics work, apart
+    bare physics: per step one ``env.robot._command(targets)`` and ``substeps`` x (the pin's move,
+    ``env.robot.move_pin``, and ``stepSimulation``) on the env's own PyBullet world, so both do the same physics work, apart
     from the settling steps inside ``reset()``, which count as env cost. Afterwards the env is put
     back where its own run ended.
     """
@@ -133,7 +133,7 @@ class TabletopPair:
         start = time.perf_counter()
         for action in actions:
             _, _, terminated, truncated, _ = step(action)
-            targets.append((robot.joint_targets, robot.pin_target))  # tuples; ~0.1 us
+            targets.append((robot.joint_targets, robot._pin_from, robot._pin_to))  # tuples; ~0.1 us
             if terminated or truncated:
                 reset()
                 elapsed += time.perf_counter() - start
@@ -147,17 +147,20 @@ class TabletopPair:
     def run_raw(self, steps: int) -> float:
         env = self.env
         client = env.sim.client
-        substeps = range(env.sim.physics.substeps)
-        command, pin = env.robot._command, env.robot.pin_tool
+        n = env.sim.physics.substeps
+        fractions = [(k + 1) / n for k in range(n)]
+        robot = env.robot
+        command, move_pin = robot._command, robot.move_pin
         step_simulation = pybullet.stepSimulation
         replayed, elapsed = 0, 0.0
         for state, targets in self.segments:
             env.set_state(state)  # untimed: a restore, not simulation work
             start = time.perf_counter()
-            for joint_targets, (position, orientation) in targets:
+            for joint_targets, pin_from, pin_to in targets:
                 command(joint_targets)
-                pin(position, orientation)
-                for _ in substeps:
+                robot._pin_from, robot._pin_to = pin_from, pin_to
+                for fraction in fractions:
+                    move_pin(fraction)
                     step_simulation(physicsClientId=client)
             elapsed += time.perf_counter() - start
             replayed += len(targets)
