@@ -23,15 +23,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
 from selfplay.game import ALICE, BOB, STRUCTURED_KEYS, GoalResult
-from selfplay.offpolicy import continuous_actions, is_continuous
+from selfplay.learning.sac import continuous_actions, is_continuous
 from selfplay.opponents import OpponentPool
 from selfplay.policies import sample_actions
+
+if TYPE_CHECKING:
+    from selfplay.learning import Learner
 
 AGENTS = (ALICE, BOB)
 
@@ -68,12 +71,13 @@ class Collector:
 
     Args:
         venv: the games (``SelfPlayGame`` instances behind any SB3 ``VecEnv``).
-        alice, bob: the learning models; Bob's relabelled demonstrations go to ``bob.demonstrations``.
+        alice, bob: the learners (anything with a ``policy``); :meth:`take_batches` returns the
+            demonstrations the games produced, and the trainer hands them to Bob.
         pool: past snapshots; a game that starts against a snapshot trains only the other side.
     """
 
-    def __init__(self, venv: VecEnv, alice: PPO, bob: PPO, pool: OpponentPool | None = None, seed: int = 0) -> None:
-        self.venv, self.models = venv, (alice, bob)
+    def __init__(self, venv: VecEnv, alice: Learner | None, bob: Learner, pool: OpponentPool | None = None, seed: int = 0) -> None:
+        self.venv, self.learners = venv, (alice, bob)
         self.pool = pool
         self.n_games = venv.num_envs
         self.action_shape = venv.action_space.shape  # (6,) in the game; any MultiDiscrete works
@@ -129,7 +133,7 @@ class Collector:
         self._step_log_probs = np.zeros(self.n_games)
         groups: dict[int, tuple] = {}  # id(policy) -> (policy, games)
         for game, phase in enumerate(phases):
-            policy = self.opponents[game][phase] or self.models[phase].policy
+            policy = self.opponents[game][phase] or self.learners[phase].policy
             groups.setdefault(id(policy), (policy, []))[1].append(game)
         for policy, games in groups.values():
             batch = {k: self.obs[k][games] for k in STRUCTURED_KEYS}
@@ -187,7 +191,7 @@ class Collector:
                 if not streams[agent]:
                     continue
                 if cut and agent == actor:  # a time limit, not an end: bootstrap from the state it cut at
-                    self._close_stream(game, agent, bootstrap=state_value(self.models[actor].policy, info["terminal_observation"]))
+                    self._close_stream(game, agent, bootstrap=state_value(self.learners[actor].policy, info["terminal_observation"]))
                 else:
                     streams[agent][-1].done = True
                     self._close_stream(game, agent)
@@ -250,7 +254,7 @@ class Collector:
         for agent in AGENTS:
             acting = [g for g in range(self.n_games) if phases[g] == agent and self.streams[g][agent]]
             if acting:  # all learning streams: a game against a snapshot records none for it
-                values = state_values(self.models[agent].policy, {k: self.obs[k][acting] for k in STRUCTURED_KEYS})
+                values = state_values(self.learners[agent].policy, {k: self.obs[k][acting] for k in STRUCTURED_KEYS})
                 for game, value in zip(acting, values):
                     self._segments[agent].append((self.streams[game][agent], float(value)))
                     self.streams[game][agent] = []

@@ -100,8 +100,10 @@ class AgentConfig:
     head: list[int] = field(default_factory=lambda: [128])  # policy and value head layers
     normalize_inputs: bool = False  # standardise robot and object (+ goal) inputs with running statistics
     normalize_advantage: bool = True  # standardise advantages per minibatch (SB3's default)
+    target_kl: float | None = None  # stop an update's epochs early when the approximate KL exceeds 1.5 x this; null: never
+    clip_range_vf: float | None = None  # clip the value change per update to +- this (return units); null: no value clipping
     # The learner: ppo (the paper's), or sac for Bob only (off-policy, continuous actions,
-    # hindsight goals, Alice's demonstrations cloned by the actor: selfplay/offpolicy.py).
+    # hindsight goals, Alice's demonstrations cloned by the actor: selfplay/learning/sac.py).
     # The keys below are SAC's; gamma, learning_rate, batch_size and the network sizes are shared.
     algo: str = "ppo"
     buffer_size: int = 300_000  # transitions in the replay buffer
@@ -117,6 +119,9 @@ class AgentConfig:
         _require(0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1, "agent.gamma/gae_lambda", "must lie in (0, 1]")
         _require(self.n_epochs >= 1 and self.batch_size >= 2, "agent.n_epochs/batch_size", "n_epochs >= 1, batch_size >= 2")
         _require(self.width >= 1 and self.depth >= 1, "agent.width/depth", "must be >= 1")
+        _require(self.target_kl is None or self.target_kl > 0, "agent.target_kl", f"must be positive or null, got {self.target_kl}")
+        _require(self.clip_range_vf is None or self.clip_range_vf > 0, "agent.clip_range_vf",
+                 f"must be positive or null, got {self.clip_range_vf}")
         _require(self.algo in ("ppo", "sac"), "agent.algo", f"must be ppo or sac, got {self.algo!r}")
         _require(self.buffer_size >= 1 and self.updates_per_step > 0 and 0 < self.tau <= 1 and 0 <= self.her_ratio <= 1,
                  "agent.buffer_size/updates_per_step/tau/her_ratio", "need buffer_size >= 1, updates_per_step > 0, tau in (0, 1], her_ratio in [0, 1]")
@@ -127,9 +132,11 @@ class ABCConfig:
     enabled: bool = True  # add Alice behavioural cloning to Bob's loss
     beta: float = 0.5  # weight of the ABC loss
     clip: float = 0.2  # ratio clip of the ABC loss
+    batch_size: int | None = None  # demonstration steps per PPO minibatch; null: bob.batch_size
 
     def __post_init__(self) -> None:
         _require(self.beta >= 0 and 0 < self.clip < 1, "abc.beta/clip", f"need beta >= 0 and 0 < clip < 1, got {self.beta}, {self.clip}")
+        _require(self.batch_size is None or self.batch_size >= 1, "abc.batch_size", f"must be >= 1 or null, got {self.batch_size}")
 
 
 @dataclass
@@ -153,6 +160,7 @@ class TrainerConfig:
     keep_checkpoints: int = 2  # checkpoints kept on disk
     video_every: int = 0  # updates between game videos; 0: none
     torch_threads: int = 1  # torch intra-op threads (the simulator uses the other core)
+    device: str = "cpu"  # torch device of the learners: cpu, cuda, cuda:<i> or auto (cuda when available)
     time_limit_minutes: float = 0.0  # also stop (with a checkpoint) after this much wall time in this process; 0: no limit
 
     def __post_init__(self) -> None:
@@ -162,6 +170,8 @@ class TrainerConfig:
         _require(self.rollout_steps >= self.n_games, "trainer.rollout_steps", "must be >= trainer.n_games")
         _require(self.checkpoint_every >= 1 and self.keep_checkpoints >= 1, "trainer.checkpoint_every/keep_checkpoints", "must be >= 1")
         _require(self.video_every >= 0 and self.torch_threads >= 1, "trainer.video_every/torch_threads", "video_every >= 0, torch_threads >= 1")
+        _require(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"), "trainer.device",
+                 f"must be cpu, cuda, cuda:<index>, mps or auto, got {self.device!r}")
         _require(self.time_limit_minutes >= 0, "trainer.time_limit_minutes", f"must be >= 0 (0: no limit), got {self.time_limit_minutes}")
 
 
@@ -188,9 +198,11 @@ class EvalSchedule:
     every: int = 0  # updates between light holdout evaluations during training; 0: none
     trials: int = 10  # episodes per task in each light evaluation
     tasks: list[str] = field(default_factory=lambda: ["Tabletop/Push1-v0", "Tabletop/PickAndPlace1-v0"])
+    goals_per_episode: int = 5  # goals in a row per episode (fixed-layout tasks: 1), up to the first failure
 
     def __post_init__(self) -> None:
         _require(self.every >= 0 and self.trials >= 1, "eval.every/trials", "every >= 0 and trials >= 1")
+        _require(self.goals_per_episode >= 1, "eval.goals_per_episode", f"must be >= 1, got {self.goals_per_episode}")
         from tabletop_env import list_tasks
 
         unknown = [t for t in self.tasks if t not in list_tasks()]
@@ -343,6 +355,7 @@ class EvaluateConfig:
     checkpoint: str | None = None  # or a Bob zip: write next to it (eval/)
     tasks: list[str] = field(default_factory=list)  # task ids; empty: every holdout task
     trials: int = 100  # episodes per task
+    goals_per_episode: int = 5  # goals in a row per episode (fixed-layout tasks: 1), up to the first failure
     seed: int = 0  # seeds layouts and goals: the same seed gives the same results
     deterministic: bool = True  # greedy actions (False: sample from Bob's policy)
     video: bool = False  # record the first trial of each task
@@ -353,6 +366,7 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         _require(self.trials >= 1, "trials", f"must be >= 1, got {self.trials}")
+        _require(self.goals_per_episode >= 1, "goals_per_episode", f"must be >= 1, got {self.goals_per_episode}")
         _require(self.workspace in ("run", "default"), "workspace", f"must be 'run' or 'default', got {self.workspace!r}")
         _require(self.torch_threads >= 1, "torch_threads", f"must be >= 1, got {self.torch_threads}")
         _require(bool(self.run) != bool(self.checkpoint), "run/checkpoint", "give exactly one of run=<run folder> or checkpoint=<bob zip>")

@@ -21,6 +21,7 @@ import numpy as np
 from tabletop_env import TabletopEnv
 from tabletop_env.objects import blocks
 from tabletop_env.state import objects_at_goal
+from tabletop_env.wrappers import DEFAULT_BINS, bin_values, discrete_action_space, nearest_bins
 
 ALICE, BOB = 0, 1
 ALICE_STARTS = ("continue", "home", "near_object")  # GameConfig.alice_start
@@ -64,7 +65,7 @@ class GameConfig:
     bob_hindsight: str = "none"
     hindsight_window: int = 10  # steps per window of bob_hindsight=windows
     # Bob's actions: "discrete" (bin indices, like Alice's) or "continuous" (6 floats in [-1, 1],
-    # for an off-policy Bob, selfplay/offpolicy.py); each turn's end then reports its last
+    # for an off-policy Bob, selfplay/learning/sac.py); each turn's end then reports its last
     # observation (info["bob_last_observation"]) for his replay buffer.
     bob_actions: str = "discrete"
     # What an action does in the simulator (ladder levers, both off by default): the tool moves
@@ -73,6 +74,15 @@ class GameConfig:
     # demonstrations and replay keep the actions as the policies chose them.
     translation_scale: float = 1.0
     bob_fingers_closed: bool = False
+
+    def alice_reward(self, result: GoalResult) -> float:
+        """Alice's reward for one goal (docs/method.md section 3's table): 0 for an invalid goal,
+        else ``alice_valid_reward``, + ``alice_bob_failed_reward`` unless Bob solved it, +
+        ``alice_outside_penalty`` with an object outside the placement area."""
+        if not result.valid:
+            return 0.0
+        reward = self.alice_valid_reward + (0.0 if result.bob_success else self.alice_bob_failed_reward)
+        return reward + (self.alice_outside_penalty if result.outside else 0.0)
 
 
 @dataclass
@@ -108,7 +118,7 @@ class SelfPlayGame(gym.Env):
         n_objects: int = 1,
         config: GameConfig | None = None,
         env_kwargs: dict | None = None,
-        bins: int = 11,
+        bins: int = DEFAULT_BINS,
         max_objects: int = 8,
         render_mode: str | None = None,
     ) -> None:
@@ -142,8 +152,8 @@ class SelfPlayGame(gym.Env):
         self.render_mode = render_mode
         self.n_objects = n_objects
         self.bob_timeout = c.bob_steps_per_object * n_objects
-        self.action_values = np.linspace(-1.0, 1.0, bins)
-        self.action_space = gym.spaces.MultiDiscrete([bins] * 6)
+        self.action_values = bin_values(bins)
+        self.action_space = discrete_action_space(bins)
         self.observation_space = gym.spaces.Dict(
             {**self.sim.observation_space.spaces, "phase": gym.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)}
         )
@@ -246,8 +256,7 @@ class SelfPlayGame(gym.Env):
         if self._bob_out:  # Bob sits out: the goal counts as failed and becomes a demonstration
             info["demonstration"] = self._demonstration(self._alice_trace, self._goal)
             info["goal_result"] = result
-            reward = c.alice_valid_reward + c.alice_bob_failed_reward + (c.alice_outside_penalty if result.outside else 0.0)
-            return self._next_goal(info, reward)
+            return self._next_goal(info, c.alice_reward(result))
         self._pending_result = result
         info["alice_reward_pending"] = True
         return self._start_bob_turn(goal), 0.0, False, False, info
@@ -281,14 +290,13 @@ class SelfPlayGame(gym.Env):
     def _demonstration(self, trace: list[tuple[dict, np.ndarray]], goal: np.ndarray) -> dict:
         """A turn's (observation, action values) trace as Bob would have seen it with ``goal``
         (n, 7): Alice's turn for ABC (docs/method.md 4), or Bob's own for hindsight cloning."""
-        from selfplay.abc import relabel
+        from selfplay.learning.cloning import relabel
 
         observations = {k: np.stack([o[k] for o, _ in trace]) for k in trace[0][0]}
         actions = np.stack([a for _, a in trace])
-        bins = len(self.action_values) - 1
         return {
             "observations": relabel(observations, goal),
-            "actions": np.rint((actions + 1.0) * 0.5 * bins).astype(np.int64),
+            "actions": nearest_bins(actions, len(self.action_values)),
         }
 
     # -- Bob ----------------------------------------------------------------------------------
@@ -328,16 +336,10 @@ class SelfPlayGame(gym.Env):
         if c.bob_actions == "continuous":
             info["bob_last_observation"] = {k: obs[k] for k in STRUCTURED_KEYS}
         self._bob_state = self.sim.get_state()
-        if c.teacher == "uniform":
-            result = GoalResult(index=self._goal_index, valid=True)
-        else:
-            result = self._pending_result
-            info["alice_reward"] = (
-                c.alice_valid_reward
-                + (0.0 if success else c.alice_bob_failed_reward)
-                + (c.alice_outside_penalty if result.outside else 0.0)
-            )
+        result = GoalResult(index=self._goal_index, valid=True) if c.teacher == "uniform" else self._pending_result
         result.bob_success, result.bob_steps = success, self._bob_t
+        if c.teacher != "uniform":
+            info["alice_reward"] = c.alice_reward(result)
         info["goal_result"] = result
         if sim_info["sim_error"]:
             info["sim_error"] = sim_info["sim_error"]

@@ -69,7 +69,7 @@ def resolve_config(cfg: DictConfig) -> tuple[Config, DictConfig]:
 
 def check_workspace(config: Config) -> None:
     """The game's objects and the light evaluation's tasks must fit the placement area."""
-    from selfplay.evaluate import layout_error, workspace_misfits
+    from selfplay.evaluation import layout_error, workspace_misfits
     from tabletop_env import objects
 
     error = layout_error(objects=objects.blocks(config.env.n_objects), max_objects=config.env.max_objects, **config.env.workspace())
@@ -117,7 +117,7 @@ def main(cfg: DictConfig) -> float:
         _stop(error, 2, remove_run_dir=not cfg.resume)
     from selfplay.checkpoint import CheckpointWriteError
     from selfplay.processes import StopSignals
-    from selfplay.trainer import Trainer, save_config
+    from selfplay.training import Trainer, save_config
     from selfplay.vec_env import GameWorkersLost
 
     run_dir = Path(config.resume) if config.resume else Path(HydraConfig.get().runtime.output_dir)

@@ -54,3 +54,42 @@ def import_ray():
 
         return ray
     return pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]'")
+
+
+def sb3_ppo_twin(learner):
+    """SB3's own ``PPO`` with ``learner``'s settings, weights and optimiser state, to run its real
+    ``PPO.train`` beside :meth:`PPOLearner.update` (SB3 needs an env for the spaces: a stub)."""
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import Logger
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    class Spaces(gym.Env):
+        observation_space, action_space = learner.observation_space, learner.action_space
+
+    s = learner.settings
+    model = PPO("MultiInputPolicy", DummyVecEnv([Spaces]), learning_rate=s.learning_rate, n_steps=64, batch_size=s.batch_size,
+                n_epochs=s.n_epochs, gamma=s.gamma, gae_lambda=s.gae_lambda, ent_coef=s.ent_coef, vf_coef=s.vf_coef,
+                clip_range=s.clip_range, clip_range_vf=s.clip_range_vf, target_kl=s.target_kl, max_grad_norm=s.max_grad_norm,
+                normalize_advantage=s.normalize_advantage, policy_kwargs=learner.policy_kwargs, seed=0, device="cpu")
+    model.policy.load_state_dict(learner.policy.state_dict())
+    model.policy.optimizer.load_state_dict(learner.optimizer.state_dict())
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
+
+
+def fill_rollout_buffer(model, batch: dict) -> None:
+    """SB3's ``DictRolloutBuffer`` of ``model`` holding ``batch`` (the collector's format) as one
+    rollout of one env, so that ``model.train()`` trains on exactly those transitions."""
+    from stable_baselines3.common.buffers import DictRolloutBuffer
+
+    size = len(batch["actions"])
+    buffer = DictRolloutBuffer(size, model.observation_space, model.action_space, device=model.device,
+                               gae_lambda=model.gae_lambda, gamma=model.gamma, n_envs=1)
+    for key in buffer.observations:
+        buffer.observations[key][:] = batch["observations"][key].reshape(buffer.observations[key].shape)
+    buffer.actions[:] = batch["actions"].reshape(buffer.actions.shape)
+    for name in ("values", "log_probs", "advantages", "returns"):
+        getattr(buffer, name)[:] = batch[name].reshape(-1, 1)
+    buffer.pos, buffer.full = size, True
+    model.rollout_buffer, model.n_steps = buffer, size

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from selfplay.collector import gae
-from selfplay.trainer import Trainer
+from selfplay.training import Trainer
 from tests.helpers import tiny_config
 
 
@@ -49,7 +49,7 @@ def test_batches_hold_each_agents_own_steps_with_rewards_from_the_rules(tmp_path
 @pytest.mark.parametrize("probability", [1.0])
 def test_snapshot_games_train_only_the_learning_side(tmp_path, probability):
     trainer = Trainer(tiny_config(**{"pool.probability": probability, "pool.every": 1}), tmp_path)
-    trainer.pool.maybe_snapshot(1, (trainer.models[0].policy, trainer.models[1].policy))
+    trainer.pool.maybe_snapshot(1, (trainer.learners[0].policy, trainer.learners[1].policy))
     collector = trainer.collector
     past_alice = trainer.pool.policy(0, 0)
     for game in range(collector.n_games):
@@ -65,7 +65,7 @@ def test_snapshot_games_train_only_the_learning_side(tmp_path, probability):
 
 def test_games_keep_their_snapshot_after_the_pool_drops_it(tmp_path):
     trainer = Trainer(tiny_config(**{"pool.probability": 1.0, "pool.every": 1, "pool.size": 1}), tmp_path)
-    policies = (trainer.models[0].policy, trainer.models[1].policy)
+    policies = (trainer.learners[0].policy, trainer.learners[1].policy)
     trainer.pool.maybe_snapshot(1, policies)
     collector = trainer.collector
     for game in range(collector.n_games):

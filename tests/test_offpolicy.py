@@ -6,10 +6,10 @@ import pytest
 from stable_baselines3 import SAC
 
 from selfplay.config import ConfigError
-from selfplay.evaluate import BobPolicy, evaluate_task
+from selfplay.evaluation import BobPolicy, evaluate_task
 from selfplay.game import BOB, GameConfig, SelfPlayGame
-from selfplay.offpolicy import DemonstrationCloning, TurnReplayBuffer, goal_features, rotation_modes_for
-from selfplay.trainer import Trainer
+from selfplay.learning.sac import DemonstrationCloning, OffPolicyBob, TurnReplayBuffer, goal_features, rotation_modes_for
+from selfplay.training import Trainer
 from tabletop_env.scripted import move_action
 from tabletop_env.state import objects_at_goal
 from tests.helpers import tiny_config
@@ -152,16 +152,14 @@ def test_off_policy_bob_trains_saves_a_sac_zip_and_is_evaluated(tmp_path):
     # a resume loads the SAC Bob (its replay buffer starts empty) and goes on training
     resumed = Trainer(tiny_config(**{**overrides, "trainer.total_steps": 1024, "resume": str(tmp_path)}), tmp_path)
     for key, value in bob.policy.state_dict().items():
-        np.testing.assert_array_equal(resumed.models[BOB].policy.state_dict()[key].numpy(), value.numpy())
+        np.testing.assert_array_equal(resumed.learners[BOB].policy.state_dict()[key].numpy(), value.numpy())
     assert resumed.train()["bob/n_updates"] > 0 and resumed.counters["env_steps"] == 1024
 
 
 def test_cloning_pulls_the_actor_towards_the_demonstrated_actions(filled_buffer):
     buffer, turns, _ = filled_buffer
     cfg = tiny_config(**{"bob.algo": "sac", "env.max_objects": 2})
-    from selfplay.trainer import build_sac_bob
-
-    model = build_sac_bob(cfg, uniform_game().observation_space)
+    model = OffPolicyBob(cfg, uniform_game().observation_space, replay=False).model
     observations, _ = turns[0]
     demo = {k: np.stack([o[k] for o in observations]) for k in observations[0]}
     target = np.tile(np.array([0.5, -0.5, 0.0, 0.0, 0.0, 0.9], dtype=np.float32), (len(observations), 1))
