@@ -4,7 +4,7 @@
     python benchmarks/learning.py --report-only                           # redo plot + table
 
 Arms (each a run folder under --out, default runs/learning/), all on the default config of
-conf/config.yaml plus --set overrides (same workspace, budget and seeds):
+selfplay/conf/config.yaml plus --set overrides (same workspace, budget and seeds):
   selfplay_abc     the method (default config)
   uniform          teacher=uniform: Bob alone on hand-designed random goals, no Alice
   selfplay_no_abc  self-play without ABC (abc.enabled=false)

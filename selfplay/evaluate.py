@@ -16,25 +16,33 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import asdict
 
 os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Evaluate with ``selfplay/conf/evaluate.yaml`` plus hydra overrides (``key=value``, as for
+    ``selfplay.train``); returns the exit code (2: a bad key, value, checkpoint or task, in one line)."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from selfplay.config import ConfigError, EvaluateConfig
+    from selfplay.config import ConfigError, EvaluateConfig, compose, config_error_line
 
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
-        print("keys:", ", ".join(f"{k}={v!r}" for k, v in asdict(EvaluateConfig()).items()))
+        print("keys (selfplay/conf/evaluate.yaml):", ", ".join(f"{k}={v!r}" for k, v in compose("evaluate").items()))
         return 0
     try:
-        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvaluateConfig), OmegaConf.from_cli(argv)))
+        cfg: EvaluateConfig = OmegaConf.to_object(compose("evaluate", argv))
+    except ConfigError as error:
+        print(f"evaluate: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001 - hydra and OmegaConf raise several kinds, all about the command line
+        print(f"evaluate: {config_error_line(error)}", file=sys.stderr)
+        return 2
+    try:
         from selfplay.evaluation.run import run_evaluation
 
         run_evaluation(cfg)

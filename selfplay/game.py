@@ -36,44 +36,45 @@ HINDSIGHT_MIN_MOVE = 0.01  # m an object must move within a window for bob_hinds
 
 @dataclass
 class GameConfig:
-    """Rules of one game. Defaults are docs/method.md's, except where noted."""
+    """Rules of one game (docs/method.md sections 2-3). No defaults here: a run's rules come from
+    its config (``selfplay/conf/game/``, ``teacher/``) through :func:`selfplay.vec_env.game_config`."""
 
-    alice_steps: int = 100  # T: Alice acts exactly this many steps per goal
-    max_goals: int = 5  # goals per episode
-    bob_steps_per_object: int = 200  # Bob's timeout = this x number of objects
-    success_hold_steps: int = 1  # steps all objects must stay at the goal (our choice)
-    bob_object_reward: float = 1.0  # per object entering (+) / leaving (-) its goal
-    bob_success_reward: float = 5.0  # when all objects are at the goal
-    alice_valid_reward: float = 1.0  # a valid goal
-    alice_bob_failed_reward: float = 5.0  # Bob failed it
-    alice_outside_penalty: float = -3.0  # an object left outside the placement area
-    teacher: str = "selfplay"  # "selfplay" (Alice proposes) or "uniform" (hand-designed goals)
-    uniform_tasks: tuple[str, ...] = ("push", "pick_and_place", "stack")  # goal mix for "uniform"
+    alice_steps: int  # T: Alice acts exactly this many steps per goal
+    max_goals: int  # goals per episode
+    bob_steps_per_object: int  # Bob's timeout = this x number of objects
+    success_hold_steps: int  # steps all objects must stay at the goal (our choice)
+    bob_object_reward: float  # per object entering (+) / leaving (-) its goal
+    bob_success_reward: float  # when all objects are at the goal
+    alice_valid_reward: float  # a valid goal
+    alice_bob_failed_reward: float  # Bob failed it
+    alice_outside_penalty: float  # an object left outside the placement area
+    teacher: str  # "selfplay" (Alice proposes) or "uniform" (hand-designed goals)
+    uniform_tasks: tuple[str, ...]  # goal mix for "uniform"
     # Uniform push goals this far (m, min and max) from each block's current position; None: the
     # push task's goals anywhere in the placement area. For the learning ladder's near goals.
-    goal_distance: tuple[float, float] | None = None
+    goal_distance: tuple[float, float] | None
     # Where Alice's arm starts her turns, objects always where she left them: "continue" (her
     # last state, the paper), "home" (later turns: the arm back at its home pose) or
     # "near_object" (every turn: the tool at home height, 8-12 cm from a random object's centre,
     # on a random side, within 5 cm of the placement area; home when no such spot is free).
-    alice_start: str = "continue"
-    position_only: bool = False  # success and "moved" by position alone (rotation ignored)
+    alice_start: str
+    position_only: bool  # success and "moved" by position alone (rotation ignored)
     # Hindsight cloning: a turn Bob failed but in which he moved an object becomes a
     # demonstration too, relabelled with the poses he reached ("final"); or each window of
     # ``hindsight_window`` steps of any of his turns in which an object moved >= 1 cm becomes one,
     # relabelled with the poses at the window's end ("windows"); "none": off.
-    bob_hindsight: str = "none"
-    hindsight_window: int = 10  # steps per window of bob_hindsight=windows
+    bob_hindsight: str
+    hindsight_window: int  # steps per window of bob_hindsight=windows
     # Bob's actions: "discrete" (bin indices, like Alice's) or "continuous" (6 floats in [-1, 1],
     # for an off-policy Bob, selfplay/learning/sac.py); each turn's end then reports its last
     # observation (info["bob_last_observation"]) for his replay buffer.
-    bob_actions: str = "discrete"
+    bob_actions: str
     # What an action does in the simulator (ladder levers, both off by default): the tool moves
     # translation_scale x the action's x/y/z (finer steps for pushing), and with
     # bob_fingers_closed Bob's finger command is ignored and his fingers stay closed. Policies,
     # demonstrations and replay keep the actions as the policies chose them.
-    translation_scale: float = 1.0
-    bob_fingers_closed: bool = False
+    translation_scale: float
+    bob_fingers_closed: bool
 
     def alice_reward(self, result: GoalResult) -> float:
         """Alice's reward for one goal (docs/method.md section 3's table): 0 for an invalid goal,
@@ -115,14 +116,14 @@ class SelfPlayGame(gym.Env):
 
     def __init__(
         self,
-        n_objects: int = 1,
-        config: GameConfig | None = None,
+        n_objects: int,
+        config: GameConfig,
         env_kwargs: dict | None = None,
         bins: int = DEFAULT_BINS,
         max_objects: int = 8,
         render_mode: str | None = None,
     ) -> None:
-        self.config = config or GameConfig()
+        self.config = config
         c = self.config
         if c.alice_steps < 1 or c.max_goals < 1 or c.bob_steps_per_object < 1:
             raise ValueError(f"alice_steps, max_goals and bob_steps_per_object must be positive: {c}")

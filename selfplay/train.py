@@ -19,10 +19,10 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
-from selfplay.config import Config, ConfigError, config_error_line, no_such_key, register_configs, unknown_keys  # noqa: E402
+from selfplay.config import CONF_DIR, Config, ConfigError, config_error_line, no_such_key, register_configs, unknown_keys  # noqa: E402
 from selfplay.run_folder import HYDRA_FILES, LOCK, RunFolderError, fresh_run_problem  # noqa: E402
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(CONF_DIR)  # hydra wants a string
 log = logging.getLogger("selfplay")
 
 register_configs()
@@ -50,7 +50,8 @@ def resolve_config(cfg: DictConfig) -> tuple[Config, DictConfig]:
             saved = run_dir / "config.yaml"
             if not saved.exists():
                 raise ConfigError(f"config error: resume: {run_dir} is not a run folder (no config.yaml)")
-            base = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(saved))
+            # today's defaults under the saved config: a run saved before a key existed resumes with its default
+            base = OmegaConf.merge(cfg, OmegaConf.load(saved))
             overrides = [o.lstrip("+") for o in _overrides() if not o.startswith("resume=")]
             groups = [o for o in overrides if o.split("=")[0] in ("experiment", "env", "game", "teacher")]
             if groups:

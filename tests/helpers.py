@@ -3,9 +3,12 @@
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from selfplay.config import Config, make_config
+from selfplay.game import GameConfig
+from selfplay.vec_env import game_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +33,11 @@ TINY_ARGS = [
 def tiny_config(**overrides) -> Config:
     """A Config small enough for tests (validated like a command line's)."""
     return make_config(TINY, **overrides)
+
+
+def game_rules(**overrides) -> GameConfig:
+    """The user's default game rules (``selfplay/conf/``) with ``overrides`` (:class:`GameConfig` fields)."""
+    return replace(game_config(make_config()), **overrides)
 
 
 def train_env(**extra: str) -> dict:

@@ -5,16 +5,17 @@ import pytest
 import torch as th
 
 from selfplay.learning.cloning import abc_loss
-from selfplay.game import BOB, GameConfig, SelfPlayGame
+from selfplay.game import BOB, SelfPlayGame
 from selfplay.learning import AliceBehaviouralCloning, agent_observation_space, build_learner
-from tests.helpers import tiny_config
+from tests.helpers import game_rules, tiny_config
 from tests.test_game import HOLD, push_actions
 
 
 def failed_goal_with_states():
     """Alice pushes a block, Bob times out; returns the demonstration, the goal and Alice's
     scene state before each of her steps."""
-    game = SelfPlayGame(1, GameConfig(alice_steps=30, bob_steps_per_object=5, max_goals=2), {"randomise_robot": False})
+    game = SelfPlayGame(1, game_rules(alice_steps=30, bob_steps_per_object=5, max_goals=2, alice_start="continue"),
+                        {"randomise_robot": False})
     game.reset(seed=0)
     states, sent = [], []
     policy = push_actions(game)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from selfplay.collector import gae
+from selfplay.game import GoalResult
 from selfplay.training import Trainer
 from tests.helpers import tiny_config
 
@@ -33,7 +34,10 @@ def test_batches_hold_each_agents_own_steps_with_rewards_from_the_rules(tmp_path
     assert flushed + kept == sum(stats.steps)  # every step lands in exactly one agent's batch
     assert kept <= 2 * collector.n_games and kept <= pending
     alice, bob = batches
-    assert set(np.unique(alice["rewards"])) <= {0.0, 1.0, 6.0, 3.0, -2.0}  # docs/method.md's table
+    rules = trainer.rules  # docs/method.md's table, with the config's values
+    table = {rules.alice_reward(GoalResult(0, valid, outside, bob_success)) for valid in (True, False)
+             for outside in (True, False) for bob_success in (True, False, None)}
+    assert set(np.unique(alice["rewards"])) <= table
     assert alice["observations"]["goal"].any() == False  # noqa: E712  (Alice never sees a goal)
     if bob is not None:
         assert np.all(np.abs(bob["rewards"]) <= 1 + 5)

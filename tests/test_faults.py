@@ -34,7 +34,7 @@ def trained(tmp_path_factory) -> Path:
     from selfplay.training import save_config
 
     run = tmp_path_factory.mktemp("trained") / "run"
-    config = tiny_config(**{"trainer.total_steps": 512})
+    config = tiny_config(**{"trainer.total_steps": 512, "eval.every": 0})  # no eval columns yet (test 2 adds them)
     trainer = Trainer(config, run)
     trainer.train()
     save_config(OmegaConf.to_yaml(OmegaConf.structured(config)), run)
@@ -48,7 +48,7 @@ def run(trained, tmp_path) -> Path:
 
 
 def resume(run: Path, **overrides):
-    return Trainer(tiny_config(**{"resume": str(run), "trainer.total_steps": 512, **overrides}), run)
+    return Trainer(tiny_config(**{"resume": str(run), "trainer.total_steps": 512, "eval.every": 0, **overrides}), run)
 
 
 def metric_rows(run: Path) -> list[dict]:

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-from selfplay.game import ALICE, BOB, GameConfig, SelfPlayGame
+from selfplay.game import ALICE, BOB, SelfPlayGame
 from tabletop_env.scripted import move_action
+from tests.helpers import game_rules
 
 BINS = 11
 HOLD = np.full(6, 5)  # middle bins: stay still
@@ -17,7 +18,8 @@ def to_bins(action: np.ndarray) -> np.ndarray:
 
 
 def make_game(n_objects=1, seed=0, placement=None, **rules) -> SelfPlayGame:
-    config = GameConfig(**{"alice_steps": 40, "bob_steps_per_object": 15, "max_goals": 5, **rules})
+    # Alice continues from her last state (the paper's rule) unless a test says otherwise
+    config = game_rules(**{"alice_steps": 40, "bob_steps_per_object": 15, "max_goals": 5, "alice_start": "continue", **rules})
     env_kwargs = {"randomise_robot": False}
     if placement is not None:
         env_kwargs.update(placement_low=(-placement, -placement), placement_high=(placement, placement))
@@ -205,7 +207,7 @@ def test_position_only_success_ignores_rotation():
 
 @pytest.mark.parametrize("rule", ["continue", "home", "near_object"])
 def test_alice_start_rule_for_her_later_turns(rule):
-    config = GameConfig(alice_steps=40, bob_steps_per_object=1, max_goals=3, alice_start=rule)
+    config = game_rules(alice_steps=40, bob_steps_per_object=1, max_goals=3, alice_start=rule)
     game = SelfPlayGame(1, config, {"randomise_robot": False, "home_tool_position": (-0.25, 0.15, 0.25),
                                     "placement_low": (-0.25, -0.25), "placement_high": (0.25, 0.25)})
     game.reset(seed=0)

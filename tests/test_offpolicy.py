@@ -7,16 +7,16 @@ from stable_baselines3 import SAC
 
 from selfplay.config import ConfigError
 from selfplay.evaluation import BobPolicy, evaluate_task
-from selfplay.game import BOB, GameConfig, SelfPlayGame
+from selfplay.game import BOB, SelfPlayGame
 from selfplay.learning.sac import DemonstrationCloning, OffPolicyBob, TurnReplayBuffer, goal_features, rotation_modes_for
 from selfplay.training import Trainer
 from tabletop_env.scripted import move_action
 from tabletop_env.state import objects_at_goal
-from tests.helpers import tiny_config
+from tests.helpers import game_rules, tiny_config
 
 
 def uniform_game(**rules) -> SelfPlayGame:
-    config = GameConfig(teacher="uniform", uniform_tasks=("push",), goal_distance=(0.04, 0.08), bob_steps_per_object=30,
+    config = game_rules(teacher="uniform", uniform_tasks=("push",), goal_distance=(0.04, 0.08), bob_steps_per_object=30,
                         bob_actions="continuous", **rules)
     game = SelfPlayGame(n_objects=1, config=config, max_objects=2,
                         env_kwargs={"placement_low": (-0.15, -0.1), "placement_high": (0.05, 0.1), "home_tool_position": (-0.05, 0.0, 0.05)})
