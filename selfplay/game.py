@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from tabletop_env import TabletopEnv
+from tabletop_env.env import STRUCTURED_KEYS  # the observation keys the agents' networks read
 from tabletop_env.objects import blocks
 from tabletop_env.state import objects_at_goal
 from tabletop_env.wrappers import DEFAULT_BINS, bin_values, discrete_action_space, nearest_bins
@@ -27,8 +28,6 @@ ALICE, BOB = 0, 1
 ALICE_STARTS = ("continue", "home", "near_object")  # GameConfig.alice_start
 
 
-#: The observation keys the agents' networks read (the rest is for gymnasium/HER users).
-STRUCTURED_KEYS = ("robot", "objects", "goal", "mask")
 #: Bob's hindsight cloning rules (``GameConfig.bob_hindsight``).
 HINDSIGHT_RULES = ("none", "final", "windows")
 HINDSIGHT_MIN_MOVE = 0.01  # m an object must move within a window for bob_hindsight=windows

@@ -13,7 +13,7 @@ import selfplay
 from selfplay.config import CONF_DIR, Config, EvaluateConfig, compose, compose_config, make_config
 from selfplay.game import GoalResult
 from selfplay.vec_env import game_config
-from tests.helpers import ROOT
+from tests.helpers import ROOT, import_ray
 
 
 def _leaves(node, prefix=""):
@@ -74,3 +74,12 @@ def test_learner_and_evaluation_settings_are_reachable_from_config():
     assert (cfg.bob.target_kl, cfg.bob.clip_range_vf, cfg.abc.batch_size, cfg.trainer.device, cfg.eval.goals_per_episode) == (
         0.02, 0.3, 128, "cpu", 3)
     assert OmegaConf.to_object(compose("evaluate", ["checkpoint=x", "goals_per_episode=2"])).goals_per_episode == 2
+
+
+def test_make_test_all_runs_the_slow_tests_that_make_test_leaves_out():
+    import_ray()  # the slow test lives in a Ray module
+    collect = lambda *marker: subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *marker, "tests/test_ray_cluster.py"],  # noqa: E731
+                                             cwd=ROOT, capture_output=True, text=True, timeout=120).stdout
+    assert "test_training_spreads_its_games_over_two_nodes" not in collect()  # make test: pyproject's -m 'not slow'
+    assert "test_training_spreads_its_games_over_two_nodes" in collect("-m", "slow or not slow")  # make test-all
+    assert '-m "slow or not slow"' in (ROOT / "Makefile").read_text()

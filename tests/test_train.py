@@ -30,7 +30,7 @@ def test_a_short_run_writes_config_checkpoints_metrics_and_wandb(tmp_path):
     assert list((run / "wandb").glob("offline-run-*")), "no offline wandb run"
     # Bob's checkpoint is a standard SB3 zip that acts on a holdout task
     bob = PPO.load(checkpoint / "bob.zip", device="cpu")
-    env = DiscreteActions(gym.make("Tabletop/Push1-v0"))
+    env = DiscreteActions(gym.make("Tabletop/Push1-v0", structured_keys=True))  # the keys Bob reads
     obs, _ = env.reset(seed=0)
     action, _ = bob.predict(obs, deterministic=True)
     assert env.action_space.contains(action)
