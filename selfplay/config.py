@@ -6,12 +6,15 @@ once with one line naming it. Every field says what it means and its unit."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+from tabletop_env.robot import ControlConfig
+from tabletop_env.sim import PhysicsConfig
 
 #: The config files: ``config.yaml`` (training), ``evaluate.yaml`` and the groups.
 CONF_DIR = Path(__file__).resolve().parent / "conf"
@@ -34,6 +37,8 @@ class EnvConfig:
     placement_high: list[float] = MISSING  # (x, y) m, opposite corner
     home_tool_position: list[float] = MISSING  # (x, y, z) m, tool at reset
     action_bins: int = MISSING  # discrete actions per dimension
+    physics: dict[str, Any] = MISSING  # overrides of the simulator's PhysicsConfig (tabletop_env/sim.py), e.g. substeps: 5; {}: its defaults
+    control: dict[str, Any] = MISSING  # overrides of the simulator's ControlConfig (tabletop_env/robot.py), e.g. max_translation: 0.03
 
     def __post_init__(self) -> None:
         _require(1 <= self.n_objects <= self.max_objects <= 8, "env.n_objects", f"need 1 <= n_objects <= max_objects <= 8, got {self.n_objects}, {self.max_objects}")
@@ -42,14 +47,22 @@ class EnvConfig:
         _require(len(self.home_tool_position) == 3 and 0.02 <= self.home_tool_position[2] <= 0.4,
                  "env.home_tool_position", f"need (x, y, z) with z in [0.02, 0.4] m, got {list(self.home_tool_position)}")
         _require(self.action_bins >= 2, "env.action_bins", f"need at least 2, got {self.action_bins}")
+        for key, settings in (("physics", PhysicsConfig), ("control", ControlConfig)):
+            unknown = sorted(set(getattr(self, key)) - {f.name for f in fields(settings)})
+            _require(not unknown, f"env.{key}", f"no such setting {unknown[0] if unknown else ''}; "
+                     f"settings: {', '.join(f.name for f in fields(settings))}")
 
     def workspace(self) -> dict:
-        """The :class:`tabletop_env.TabletopEnv` arguments that define where the game is played
-        (placement area, reset pose); the holdout evaluation uses the same ones."""
+        """The :class:`tabletop_env.TabletopEnv` arguments that define where and how the game is
+        played (placement area, reset pose, physics, control); the holdout evaluation uses the
+        same ones."""
+        tuples = lambda settings: {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}  # noqa: E731
         return {
             "placement_low": tuple(self.placement_low),
             "placement_high": tuple(self.placement_high),
             "home_tool_position": tuple(self.home_tool_position),
+            "physics": PhysicsConfig(**tuples(self.physics)),
+            "control": ControlConfig(**tuples(self.control)),
         }
 
 
@@ -281,7 +294,7 @@ def unknown_keys(cfg: Any, schema: Any = None, prefix: str = "") -> list[str]:
             found.append(f"{prefix}{key}")
             continue
         child, reference = cfg._get_node(key), _schema_child(schema, key)
-        if isinstance(child, DictConfig) and isinstance(reference, DictConfig) and not reference._is_none():
+        if isinstance(child, DictConfig) and isinstance(reference, DictConfig) and not (reference._is_none() or reference._is_missing()):
             found += unknown_keys(child, reference, f"{prefix}{key}.")
     return found
 

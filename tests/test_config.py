@@ -83,3 +83,14 @@ def test_make_test_all_runs_the_slow_tests_that_make_test_leaves_out():
     assert "test_training_spreads_its_games_over_two_nodes" not in collect()  # make test: pyproject's -m 'not slow'
     assert "test_training_spreads_its_games_over_two_nodes" in collect("-m", "slow or not slow")  # make test-all
     assert '-m "slow or not slow"' in (ROOT / "Makefile").read_text()
+
+
+def test_physics_and_control_settings_reach_the_simulator(tmp_path):
+    from selfplay.vec_env import make_game
+
+    cfg = compose_config(["+env.physics.substeps=5", "+env.control.max_translation=0.03"])
+    game = make_game(cfg, seed=0)
+    assert game.sim.sim.physics.substeps == 5 and game.sim.robot.control.max_translation == 0.03
+    game.close()
+    with pytest.raises(Exception, match="env.physics: no such setting bogus"):
+        compose_config(["+env.physics.bogus=1"])

@@ -35,12 +35,13 @@ def run_workspace(checkpoint_path: Path) -> dict | None:
     folder's ``config.yaml`` (``<run>/checkpoints/<step>/bob.zip``); None for a loose zip."""
     from omegaconf import OmegaConf
 
-    from selfplay.config import EnvConfig
+    from selfplay.config import compose
 
     for folder in checkpoint_path.resolve().parents[:3]:
         if (folder / "config.yaml").is_file() and (folder / "checkpoints").is_dir():
             saved = OmegaConf.load(folder / "config.yaml").get("env", {})
-            env = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EnvConfig), saved))
+            # today's defaults under the saved keys: a run saved before a key existed has its default
+            env = OmegaConf.to_object(OmegaConf.merge(compose("config").env, saved))
             return env.workspace()
     return None
 
