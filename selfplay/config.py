@@ -96,13 +96,15 @@ class GameSchema:
 
 @dataclass
 class TeacherConfig:
-    name: str = MISSING  # selfplay: Alice proposes goals; uniform: hand-designed random goals, no Alice
+    name: str = MISSING  # the teacher (selfplay/teachers.py): selfplay (Alice proposes goals), uniform (hand-designed random goals, no Alice)
     uniform_tasks: list[str] = MISSING  # goal mix of "uniform"
     goal_distance: list[float] | None = MISSING  # [min, max] m: uniform push goals this far from each block; null: anywhere in the area
 
     def __post_init__(self) -> None:
-        _require(self.name in ("selfplay", "uniform"), "teacher.name", f"must be 'selfplay' or 'uniform', got {self.name!r}")
-        unknown = set(self.uniform_tasks) - {"push", "pick_and_place", "stack"}
+        from selfplay.teachers import GOAL_KINDS, TEACHERS
+
+        _require(self.name in TEACHERS, "teacher.name", f"must be one of {', '.join(sorted(TEACHERS))}, got {self.name!r}")
+        unknown = set(self.uniform_tasks) - set(GOAL_KINDS)
         _require(not unknown, "teacher.uniform_tasks", f"unknown goal kinds {sorted(unknown)}")
         if self.goal_distance is not None:
             d = list(self.goal_distance)

@@ -18,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from selfplay.teachers import make_teacher
 from tabletop_env import TabletopEnv
 from tabletop_env.env import STRUCTURED_KEYS  # the observation keys the agents' networks read
 from tabletop_env.objects import blocks
@@ -47,7 +48,7 @@ class GameConfig:
     alice_valid_reward: float  # a valid goal
     alice_bob_failed_reward: float  # Bob failed it
     alice_outside_penalty: float  # an object left outside the placement area
-    teacher: str  # "selfplay" (Alice proposes) or "uniform" (hand-designed goals)
+    teacher: str  # where the goals come from (selfplay.teachers): "selfplay" (Alice proposes), "uniform", ...
     uniform_tasks: tuple[str, ...]  # goal mix for "uniform"
     # Uniform push goals this far (m, min and max) from each block's current position; None: the
     # push task's goals anywhere in the placement area. For the learning ladder's near goals.
@@ -126,8 +127,6 @@ class SelfPlayGame(gym.Env):
         c = self.config
         if c.alice_steps < 1 or c.max_goals < 1 or c.bob_steps_per_object < 1:
             raise ValueError(f"alice_steps, max_goals and bob_steps_per_object must be positive: {c}")
-        if c.teacher not in ("selfplay", "uniform"):
-            raise ValueError(f"teacher must be 'selfplay' or 'uniform', got {c.teacher!r}")
         if c.alice_start not in ALICE_STARTS:
             raise ValueError(f"alice_start must be one of {ALICE_STARTS}, got {c.alice_start!r}")
         if c.bob_hindsight not in HINDSIGHT_RULES:
@@ -157,7 +156,7 @@ class SelfPlayGame(gym.Env):
         self.observation_space = gym.spaces.Dict(
             {**self.sim.observation_space.spaces, "phase": gym.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)}
         )
-        self._uniform_tasks = self._make_uniform_tasks() if c.teacher == "uniform" else []
+        self.teacher = make_teacher(c, n_objects)
         self._rng = np.random.default_rng()
 
     # -- gymnasium API ------------------------------------------------------------------------
@@ -172,8 +171,8 @@ class SelfPlayGame(gym.Env):
         self._bob_out = False
         self._goal_outside = False
         self._results: list[GoalResult] = []
-        if self.config.teacher == "uniform":
-            return self._start_bob_turn(self._sample_uniform_goal()), {}
+        if not self.teacher.alice_proposes:
+            return self._start_bob_turn(self.teacher.sample_goal(self.sim, self._rng)), {}
         return self._start_alice_turn(), {}
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
@@ -336,9 +335,10 @@ class SelfPlayGame(gym.Env):
         if c.bob_actions == "continuous":
             info["bob_last_observation"] = {k: obs[k] for k in STRUCTURED_KEYS}
         self._bob_state = self.sim.get_state()
-        result = GoalResult(index=self._goal_index, valid=True) if c.teacher == "uniform" else self._pending_result
+        alice_proposes = self.teacher.alice_proposes
+        result = self._pending_result if alice_proposes else GoalResult(index=self._goal_index, valid=True)
         result.bob_success, result.bob_steps = success, self._bob_t
-        if c.teacher != "uniform":
+        if alice_proposes:
             info["alice_reward"] = c.alice_reward(result)
         info["goal_result"] = result
         if sim_info["sim_error"]:
@@ -349,7 +349,7 @@ class SelfPlayGame(gym.Env):
         if not success:
             self._bob_out = True
             info["bob_done"] = True
-            if c.teacher == "selfplay":
+            if alice_proposes:
                 info["demonstration"] = self._demonstration(self._alice_trace, self._goal)
             reached = self.sim.object_poses()
             if c.bob_hindsight == "final" and not objects_at_goal(reached, self._bob_turn_start, self.sim.rotation_modes).all():
@@ -383,12 +383,13 @@ class SelfPlayGame(gym.Env):
     def _next_goal(self, info: dict, reward: float) -> tuple[dict, float, bool, bool, dict]:
         self._results.append(info["goal_result"])
         self._goal_index += 1
-        over = self._goal_index >= self.config.max_goals or (self.config.teacher == "uniform" and self._bob_out)
+        alice_proposes = self.teacher.alice_proposes
+        over = self._goal_index >= self.config.max_goals or (not alice_proposes and self._bob_out)
         if over:
             info["game_results"] = self._results
             return self._observe(self.sim.refresh()), reward, True, False, info
-        if self.config.teacher == "uniform":
-            return self._start_bob_turn(self._sample_uniform_goal()), reward, False, False, info
+        if not alice_proposes:
+            return self._start_bob_turn(self.teacher.sample_goal(self.sim, self._rng)), reward, False, False, info
         return self._start_alice_turn(), reward, False, False, info
 
     def _observe(self, obs: dict) -> dict:
@@ -398,53 +399,6 @@ class SelfPlayGame(gym.Env):
             obs["desired_goal"] = np.zeros_like(obs["desired_goal"])
         obs["phase"] = np.array([float(self.phase)], dtype=np.float32)
         return obs
-
-    # -- the "uniform" teacher (docs/method.md section 7's no-curriculum baseline) ------------------
-    def _make_uniform_tasks(self) -> list:
-        n = self.n_objects
-        kinds = ("push", "pick_and_place", "stack")
-        tasks = []
-        for name in self.config.uniform_tasks:
-            if name not in kinds:
-                raise ValueError(f"unknown uniform goal kind {name!r}; choose from {kinds}")
-            if name == "stack" and n < 2:
-                continue  # one block cannot be stacked
-            tasks.append(_generic_task(name, n))
-        return tasks
-
-    def _sample_uniform_goal(self) -> np.ndarray:
-        task = self._uniform_tasks[self._rng.integers(len(self._uniform_tasks))]
-        if self.config.goal_distance is not None and task.name.startswith("uniform-push"):
-            return self._near_push_goal()
-        return task.sample_goal(self.sim, self._rng).poses
-
-    def _near_push_goal(self, tries: int = 100) -> np.ndarray:
-        """Every block moved ``goal_distance`` (m) in a random direction, resting at a random
-        yaw, inside the placement area and apart from the others (the ladder's near goals)."""
-        env, (low, high) = self.sim, self.config.goal_distance
-        poses = env.object_poses()
-        goal = poses.copy()
-        for i in range(self.n_objects):
-            for _ in range(tries):
-                angle, distance = self._rng.uniform(-np.pi, np.pi), self._rng.uniform(low, high)
-                xy = poses[i, :2] + distance * np.array([np.cos(angle), np.sin(angle)])
-                inside = np.all(xy >= env.placement_low) and np.all(xy <= env.placement_high)
-                apart = all(np.linalg.norm(xy - goal[j, :2]) > 2 * env.footprint_radii.max() for j in range(i))
-                if inside and apart:
-                    break
-            else:  # no direction fits: the nearest point of the area
-                xy = np.clip(xy, env.placement_low, env.placement_high)
-            yaw = self._rng.uniform(-np.pi, np.pi)
-            goal[i] = (*xy, env.rest_heights[i] + 0.001, 0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2))
-        return goal
-
-
-def _generic_task(kind: str, n: int):
-    """A holdout task's goal distribution for ``n`` blocks, whatever counts are registered."""
-    from tabletop_env.tasks.blocks import PickAndPlace, Push, Stack
-
-    factory = {"push": Push, "pick_and_place": PickAndPlace, "stack": Stack}[kind]
-    return factory(n, f"uniform-{kind}{n}")
 
 
 __all__ = ["ALICE", "BOB", "GameConfig", "GoalResult", "SelfPlayGame"]

@@ -299,3 +299,30 @@ def test_bob_fingers_closed_ignores_his_finger_command_only():
     alice = make_game(bob_fingers_closed=True)
     alice.step(HOLD)
     assert alice.sim.robot.target[5] > 0.0  # Alice's fingers still follow her command
+
+
+def test_a_new_teacher_is_one_class_that_gives_bob_its_goals():
+    from selfplay.config import make_config
+    from selfplay.teachers import TEACHERS, Teacher, register_teacher
+
+    @register_teacher
+    class ShiftTeacher(Teacher):
+        """Every goal: block 0 moved 6 cm along +x."""
+
+        name, alice_proposes = "shift_test", False
+
+        def sample_goal(self, sim, rng):
+            goal = sim.object_poses()
+            goal[0, 0] += 0.06
+            return goal
+
+    try:
+        assert make_config(**{"teacher.name": "shift_test"}).teacher.name == "shift_test"  # the config knows it
+        game = make_game(placement=0.25, teacher="shift_test")
+        assert game.phase == BOB  # no Alice
+        np.testing.assert_allclose(game._goal[0, 0] - game.sim.object_poses()[0, 0], 0.06, atol=1e-9)
+        for _ in range(game.bob_timeout):
+            _, _, terminated, _, info = game.step(HOLD)
+        assert terminated and info["goal_result"].bob_success is False  # he sat out: no Alice to go on with
+    finally:
+        del TEACHERS["shift_test"]

@@ -17,6 +17,7 @@ from selfplay.game import ALICE, BOB
 from selfplay.learning import agent_observation_space, build_learner
 from selfplay.opponents import OpponentPool
 from selfplay.run_folder import MetricsLog, RunLock
+from selfplay.teachers import TEACHERS
 from selfplay.training.metrics import Progress, metrics_row
 from selfplay.training.resume import restore
 from selfplay.training.video import record_game
@@ -60,7 +61,7 @@ class Trainer:
         self.pool = OpponentPool(
             # untrained copies as templates: a trained policy cannot be deep-copied (autograd state)
             (build_learner(cfg, ALICE, space, actions, template=True).policy, build_learner(cfg, BOB, space, actions, template=True).policy),
-            probability=cfg.pool.probability if cfg.teacher.name == "selfplay" else 0.0,
+            probability=cfg.pool.probability if TEACHERS[cfg.teacher.name].alice_proposes else 0.0,  # no Alice: no opponents
             size=cfg.pool.size,
             every=cfg.pool.every,
         )
