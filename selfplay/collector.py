@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from selfplay.game import ALICE, BOB, STRUCTURED_KEYS, GoalResult
+from selfplay.events import BobTurnEnded, Demonstration, GoalFinished, GoalResult, SimulationError
+from selfplay.game import ALICE, BOB, STRUCTURED_KEYS
 from selfplay.learning.sac import continuous_actions, is_continuous
 from selfplay.opponents import OpponentPool
 from selfplay.policies import sample_actions
@@ -84,7 +85,7 @@ class Collector:
         self._rng = np.random.default_rng(seed)
         self.streams: list[list[list[Transition]]] = [[[], []] for _ in range(self.n_games)]
         self._segments: list[list[tuple[list[Transition], float]]] = [[], []]
-        self._pending_demos: list[tuple[int, dict]] = []  # (episode, demonstration)
+        self._pending_demos: list[tuple[int, Demonstration]] = []  # (episode, demonstration)
         # An off-policy Bob (continuous actions) learns from whole turns, not PPO streams.
         self.bob_continuous = is_continuous(bob.policy)
         self._bob_turns: list[list[tuple[dict, np.ndarray]]] = [[] for _ in range(self.n_games)]  # open turns
@@ -153,9 +154,11 @@ class Collector:
         actor = int(self._step_phases[game])
         streams = self.streams[game]
         learning = [self.opponents[game][a] is None for a in AGENTS]
+        events = info.get("events", ())
+        turn_end = next((e for e in events if isinstance(e, BobTurnEnded)), None)
         if actor == BOB and self.bob_continuous:
             if learning[BOB]:
-                self._record_bob_turn(game, info)
+                self._record_bob_turn(game, turn_end)
         elif learning[actor]:
             streams[actor].append(
                 Transition(
@@ -167,22 +170,23 @@ class Collector:
                     episode=self.episodes[game],
                 )
             )
-        if "alice_reward" in info and learning[ALICE] and streams[ALICE]:
-            streams[ALICE][-1].reward += info["alice_reward"]
-        if "goal_result" in info:
-            stats.goals.append(info["goal_result"])
-        if "demonstration" in info:
-            self._pending_demos.append((self.episodes[game], info["demonstration"]))
-            stats.demonstrations += 1
-            stats.demonstration_steps += len(info["demonstration"]["actions"])
-        if "hindsight" in info:  # Bob's own failed turn, relabelled with what he reached
-            self._pending_demos.append((self.episodes[game], info["hindsight"]))
-            stats.hindsight_demonstrations += 1
-        if info.get("bob_done") and streams[BOB]:
-            streams[BOB][-1].done = True
-            self._close_stream(game, BOB)
-        if info.get("sim_error"):
-            stats.sim_errors += 1
+        for event in events:
+            if isinstance(event, GoalFinished):
+                stats.goals.append(event.result)
+                if event.alice_reward is not None and learning[ALICE] and streams[ALICE]:
+                    streams[ALICE][-1].reward += event.alice_reward  # her turn's last step, held until now
+            elif isinstance(event, Demonstration):
+                self._pending_demos.append((self.episodes[game], event))
+                if event.hindsight:  # Bob's own failed turn, relabelled with what he reached
+                    stats.hindsight_demonstrations += 1
+                else:
+                    stats.demonstrations += 1
+                    stats.demonstration_steps += len(event.actions)
+            elif isinstance(event, BobTurnEnded) and event.sits_out and streams[BOB]:
+                streams[BOB][-1].done = True
+                self._close_stream(game, BOB)
+            elif isinstance(event, SimulationError):
+                stats.sim_errors += 1
         if done:
             stats.games += 1
             stats.snapshot_games += any(s is not None for s in self.opponents[game])
@@ -197,13 +201,13 @@ class Collector:
                     self._close_stream(game, agent)
             self._new_episode(game)
 
-    def _record_bob_turn(self, game: int, info: dict) -> None:
+    def _record_bob_turn(self, game: int, turn_end: BobTurnEnded | None) -> None:
         """An off-policy Bob's step: kept with its turn; a finished turn waits for the hand-over."""
         observation = {k: self.obs[k][game] for k in STRUCTURED_KEYS}
         turn = self._bob_turns[game]
         turn.append((observation, self._step_actions[game].astype(np.float32)))
-        if "bob_last_observation" in info:
-            observations = [o for o, _ in turn] + [info["bob_last_observation"]]
+        if turn_end is not None:
+            observations = [o for o, _ in turn] + [turn_end.last_observation]
             self._finished_turns.append((self.episodes[game], observations, np.stack([a for _, a in turn])))
             self._bob_turns[game] = []
 
@@ -328,13 +332,13 @@ def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, bootstrap: f
     return advantages
 
 
-def _stack_demos(demos: list[tuple[int, dict]]) -> dict | None:
+def _stack_demos(demos: list[tuple[int, Demonstration]]) -> dict | None:
     """(episode, demonstration) pairs -> one set: ``observations``, ``actions``, ``episodes`` (per step)."""
     if not demos:
         return None
-    keys = demos[0][1]["observations"].keys()
+    keys = demos[0][1].observations.keys()
     return {
-        "observations": {k: np.concatenate([d["observations"][k] for _, d in demos]) for k in keys},
-        "actions": np.concatenate([d["actions"] for _, d in demos]),
-        "episodes": np.concatenate([np.full(len(d["actions"]), episode) for episode, d in demos]),
+        "observations": {k: np.concatenate([d.observations[k] for _, d in demos]) for k in keys},
+        "actions": np.concatenate([d.actions for _, d in demos]),
+        "episodes": np.concatenate([np.full(len(d.actions), episode) for episode, d in demos]),
     }

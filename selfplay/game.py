@@ -6,8 +6,10 @@ SB3's ``DummyVecEnv`` / ``SubprocVecEnv`` can run many games at once and a colle
 right policy for each.
 
 Rewards go to the agent that acted. Alice's reward for a goal depends on Bob's outcome, which is
-known only after his turn: it is reported then as ``info["alice_reward"]``, to be paid on the last
-step of her turn for that goal (the collector holds that transition until it arrives).
+known only after his turn: it is reported then in a :class:`~selfplay.events.GoalFinished` event,
+to be paid on the last step of her turn for that goal (the collector holds that transition until
+it arrives). Everything else the collector needs comes as typed events too (``info["events"]``,
+:mod:`selfplay.events`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from selfplay.events import BobTurnEnded, Demonstration, GameOver, GoalFinished, GoalProposed, GoalResult, SimulationError
 from selfplay.teachers import make_teacher
 from tabletop_env import TabletopEnv
 from tabletop_env.env import STRUCTURED_KEYS  # the observation keys the agents' networks read
@@ -67,7 +70,7 @@ class GameConfig:
     hindsight_window: int  # steps per window of bob_hindsight=windows
     # Bob's actions: "discrete" (bin indices, like Alice's) or "continuous" (6 floats in [-1, 1],
     # for an off-policy Bob, selfplay/learning/sac.py); each turn's end then reports its last
-    # observation (info["bob_last_observation"]) for his replay buffer.
+    # observation (BobTurnEnded.last_observation) for his replay buffer.
     bob_actions: str
     # What an action does in the simulator (ladder levers, both off by default): the tool moves
     # translation_scale x the action's x/y/z (finer steps for pushing), and with
@@ -84,21 +87,6 @@ class GameConfig:
             return 0.0
         reward = self.alice_valid_reward + (0.0 if result.bob_success else self.alice_bob_failed_reward)
         return reward + (self.alice_outside_penalty if result.outside else 0.0)
-
-
-@dataclass
-class GoalResult:
-    """What one goal did: for logging what Alice's goals look like and how Bob fares."""
-
-    index: int
-    valid: bool
-    outside: bool = False
-    bob_success: bool | None = None  # None: Bob did not play it (sat out, or invalid goal)
-    bob_steps: int = 0
-    moved: int = 0  # objects away from their pose at the start of Alice's turn
-    lifted: int = 0  # objects whose goal is above the table (not resting)
-    stacked: int = 0  # objects resting on another object
-    distance: float = 0.0  # m, the largest object displacement from the turn's start to the goal
 
 
 class SelfPlayGame(gym.Env):
@@ -237,7 +225,7 @@ class SelfPlayGame(gym.Env):
         self._alice_trace.append((self._last_obs, values))
         obs, _, _, _, sim_info = self.sim.step(self._applied(values, ALICE))
         self._alice_t += 1
-        info: dict[str, Any] = {"actor": ALICE}
+        info: dict[str, Any] = {"events": []}
         if sim_info["sim_error"] or sim_info["off_table"].any():
             # An object off the table (or a broken simulation) makes the goal invalid: game over.
             return self._end_invalid(info, sim_info)
@@ -252,19 +240,20 @@ class SelfPlayGame(gym.Env):
         result = self._describe_goal(goal, moved)
         self._alice_state = self.sim.get_state()
         self._goal = goal
+        info["events"].append(GoalProposed(goal.copy()))
         if self._bob_out:  # Bob sits out: the goal counts as failed and becomes a demonstration
-            info["demonstration"] = self._demonstration(self._alice_trace, self._goal)
-            info["goal_result"] = result
-            return self._next_goal(info, c.alice_reward(result))
+            info["events"] += [self._demonstration(self._alice_trace, self._goal), GoalFinished(result)]
+            return self._next_goal(info, result, c.alice_reward(result))  # paid at once
         self._pending_result = result
-        info["alice_reward_pending"] = True
         return self._start_bob_turn(goal), 0.0, False, False, info
 
     def _end_invalid(self, info: dict, sim_info: dict) -> tuple[dict, float, bool, bool, dict]:
-        info["goal_result"] = GoalResult(index=self._goal_index, valid=False)
-        info["sim_error"] = sim_info["sim_error"]
-        self._results.append(info["goal_result"])
-        info["game_results"] = self._results
+        result = GoalResult(index=self._goal_index, valid=False)
+        info["events"].append(GoalFinished(result))
+        if sim_info["sim_error"]:
+            info["events"].append(SimulationError(sim_info["sim_error"]))
+        self._results.append(result)
+        info["events"].append(GameOver(self._results))
         return self._observe(self.sim.refresh() if not sim_info["sim_error"] else self._last_obs), 0.0, True, False, info
 
     def _describe_goal(self, goal: np.ndarray, moved: np.ndarray) -> GoalResult:
@@ -286,17 +275,14 @@ class SelfPlayGame(gym.Env):
             distance=float(np.linalg.norm(goal[:, :3] - self._turn_start_poses[:, :3], axis=1).max()),
         )
 
-    def _demonstration(self, trace: list[tuple[dict, np.ndarray]], goal: np.ndarray) -> dict:
+    def _demonstration(self, trace: list[tuple[dict, np.ndarray]], goal: np.ndarray, hindsight: bool = False) -> Demonstration:
         """A turn's (observation, action values) trace as Bob would have seen it with ``goal``
         (n, 7): Alice's turn for ABC (docs/method.md 4), or Bob's own for hindsight cloning."""
         from selfplay.learning.cloning import relabel
 
         observations = {k: np.stack([o[k] for o, _ in trace]) for k in trace[0][0]}
         actions = np.stack([a for _, a in trace])
-        return {
-            "observations": relabel(observations, goal),
-            "actions": nearest_bins(actions, len(self.action_values)),
-        }
+        return Demonstration(relabel(observations, goal), nearest_bins(actions, len(self.action_values)), hindsight)
 
     # -- Bob ----------------------------------------------------------------------------------
     def _start_bob_turn(self, goal: np.ndarray) -> dict:
@@ -324,7 +310,8 @@ class SelfPlayGame(gym.Env):
         self._at_goal = at_goal
         reward = c.bob_object_reward * (entered - left)
         self._hold = self._hold + 1 if at_goal.all() else 0
-        info: dict[str, Any] = {"actor": BOB}
+        info: dict[str, Any] = {"events": []}
+        events = info["events"]
         success = self._hold >= c.success_hold_steps
         failed = bool(sim_info["sim_error"] or sim_info["off_table"].any() or self._bob_t >= self.bob_timeout)
         if not (success or failed):
@@ -332,35 +319,31 @@ class SelfPlayGame(gym.Env):
             return self._last_obs, reward, False, False, info
         if success:
             reward += c.bob_success_reward
-        if c.bob_actions == "continuous":
-            info["bob_last_observation"] = {k: obs[k] for k in STRUCTURED_KEYS}
+        last = {k: obs[k] for k in STRUCTURED_KEYS} if c.bob_actions == "continuous" else None
+        events.append(BobTurnEnded(success, sits_out=not success, last_observation=last))
         self._bob_state = self.sim.get_state()
         alice_proposes = self.teacher.alice_proposes
         result = self._pending_result if alice_proposes else GoalResult(index=self._goal_index, valid=True)
         result.bob_success, result.bob_steps = success, self._bob_t
-        if alice_proposes:
-            info["alice_reward"] = c.alice_reward(result)
-        info["goal_result"] = result
+        events.append(GoalFinished(result, c.alice_reward(result) if alice_proposes else None))
         if sim_info["sim_error"]:
-            info["sim_error"] = sim_info["sim_error"]
             self._results.append(result)
-            info["game_results"] = self._results
+            events += [SimulationError(sim_info["sim_error"]), GameOver(self._results)]
             return self._observe(self._last_obs), reward, True, False, info
         if not success:
             self._bob_out = True
-            info["bob_done"] = True
             if alice_proposes:
-                info["demonstration"] = self._demonstration(self._alice_trace, self._goal)
+                events.append(self._demonstration(self._alice_trace, self._goal))
             reached = self.sim.object_poses()
             if c.bob_hindsight == "final" and not objects_at_goal(reached, self._bob_turn_start, self.sim.rotation_modes).all():
-                info["hindsight"] = self._demonstration(self._bob_trace, reached)
+                events.append(self._demonstration(self._bob_trace, reached, hindsight=True))
         if c.bob_hindsight == "windows":
             windows = self._hindsight_windows(self._bob_trace, self.sim.object_poses())
             if windows is not None:
-                info["hindsight"] = windows
-        return self._next_goal(info, reward)
+                events.append(windows)
+        return self._next_goal(info, result, reward)
 
-    def _hindsight_windows(self, trace: list[tuple[dict, np.ndarray]], final_poses: np.ndarray) -> dict | None:
+    def _hindsight_windows(self, trace: list[tuple[dict, np.ndarray]], final_poses: np.ndarray) -> Demonstration | None:
         """Bob's turn cut into windows of ``hindsight_window`` steps; each window in which an
         object moved >= ``HINDSIGHT_MIN_MOVE`` (m) becomes a demonstration of reaching the poses
         at its end. One demonstration dict (windows concatenated), or None if nothing moved."""
@@ -374,19 +357,17 @@ class SelfPlayGame(gym.Env):
                 demos.append(self._demonstration(trace[start:end], poses[end].astype(np.float64)))
         if not demos:
             return None
-        return {
-            "observations": {key: np.concatenate([d["observations"][key] for d in demos]) for key in demos[0]["observations"]},
-            "actions": np.concatenate([d["actions"] for d in demos]),
-        }
+        return Demonstration({key: np.concatenate([d.observations[key] for d in demos]) for key in demos[0].observations},
+                             np.concatenate([d.actions for d in demos]), hindsight=True)
 
     # -- between goals ------------------------------------------------------------------------
-    def _next_goal(self, info: dict, reward: float) -> tuple[dict, float, bool, bool, dict]:
-        self._results.append(info["goal_result"])
+    def _next_goal(self, info: dict, result: GoalResult, reward: float) -> tuple[dict, float, bool, bool, dict]:
+        self._results.append(result)
         self._goal_index += 1
         alice_proposes = self.teacher.alice_proposes
         over = self._goal_index >= self.config.max_goals or (not alice_proposes and self._bob_out)
         if over:
-            info["game_results"] = self._results
+            info["events"].append(GameOver(self._results))
             return self._observe(self.sim.refresh()), reward, True, False, info
         if not alice_proposes:
             return self._start_bob_turn(self.teacher.sample_goal(self.sim, self._rng)), reward, False, False, info
@@ -401,4 +382,4 @@ class SelfPlayGame(gym.Env):
         return obs
 
 
-__all__ = ["ALICE", "BOB", "GameConfig", "GoalResult", "SelfPlayGame"]
+__all__ = ["ALICE", "BOB", "GameConfig", "GoalResult", "SelfPlayGame"]  # GoalResult: from selfplay.events

@@ -24,6 +24,7 @@ from tabletop_env.state import (
     objects_at_goal,
     pose_at_goal,
 )
+from tabletop_env.wrappers import ACTION_DIMS
 
 ROBOT_FEATURES = 21  # tool pos (3), tool vel (3), tool rotation matrix x/y columns (6), opening + target (2), arm joints (7)
 OBJECT_FEATURES = 17  # pos (3), quat (4), lin vel (3), ang vel (3), pos - tool pos (3), finger contact (1)
@@ -162,7 +163,7 @@ class TabletopEnv(gym.Env):
         }
         self._keys = tuple(spaces) if structured_keys else GOAL_ENV_KEYS
         self.observation_space = gym.spaces.Dict({k: spaces[k] for k in self._keys})
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(6,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(ACTION_DIMS,), dtype=np.float32)
 
         # One buffer per observation: [robot | objects | mask | achieved | desired | goal].
         sizes = [("robot", ROBOT_FEATURES), ("objects", m * OBJECT_FEATURES), ("mask", m),
@@ -260,8 +261,8 @@ class TabletopEnv(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         values = np.asarray(action).tolist()
-        if len(values) != 6 or not isinstance(values[0], (int, float)):
-            raise ValueError(f"action must have shape (6,), got {np.shape(action)}")
+        if len(values) != ACTION_DIMS or not isinstance(values[0], (int, float)):
+            raise ValueError(f"action must have shape ({ACTION_DIMS},), got {np.shape(action)}")
         if not math.isfinite(sum(values)):
             raise ValueError(f"action contains NaN or inf: {action}")
         if self._sim_error is not None:

@@ -5,6 +5,7 @@ import pytest
 import torch as th
 
 from selfplay.learning.cloning import abc_loss
+from selfplay.events import Demonstration, event_of
 from selfplay.game import BOB, SelfPlayGame
 from selfplay.learning import AliceBehaviouralCloning, agent_observation_space, build_learner
 from tests.helpers import game_rules, tiny_config
@@ -27,7 +28,8 @@ def failed_goal_with_states():
     for _ in range(game.bob_timeout):
         _, _, _, _, info = game.step(HOLD)
     game.sent_actions = np.stack(sent)
-    return game, info["demonstration"], goal, states
+    demo = event_of(info, Demonstration)
+    return game, {"observations": demo.observations, "actions": demo.actions}, goal, states
 
 
 def test_relabelled_observations_equal_what_bob_sees():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from selfplay.collector import gae
-from selfplay.game import GoalResult
+from selfplay.events import GoalResult
 from selfplay.training import Trainer
 from tests.helpers import tiny_config
 

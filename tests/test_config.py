@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 import selfplay
 from selfplay.config import CONF_DIR, Config, EvaluateConfig, compose, compose_config, make_config
-from selfplay.game import GoalResult
+from selfplay.events import GoalResult
 from selfplay.vec_env import game_config
 from tests.helpers import ROOT, import_ray
 

@@ -7,6 +7,7 @@ from stable_baselines3 import SAC
 
 from selfplay.config import ConfigError
 from selfplay.evaluation import BobPolicy, evaluate_task
+from selfplay.events import BobTurnEnded, GoalFinished, event_of
 from selfplay.game import BOB, SelfPlayGame
 from selfplay.learning.sac import DemonstrationCloning, OffPolicyBob, TurnReplayBuffer, goal_features, rotation_modes_for
 from selfplay.training import Trainer
@@ -33,8 +34,8 @@ def play_turn(game: SelfPlayGame, rng: np.random.Generator) -> tuple[list[dict],
         action = rng.uniform(-1, 1, 6)
         obs, _, _, _, info = game.step(action)
         actions.append(action)
-        if "bob_last_observation" in info:
-            observations.append(info["bob_last_observation"])
+        if event_of(info, BobTurnEnded):
+            observations.append(event_of(info, BobTurnEnded).last_observation)
             return observations, np.array(actions, dtype=np.float32), info
         observations.append({k: obs[k] for k in keys})
 
@@ -53,7 +54,7 @@ def test_continuous_bob_actions_move_the_tool_by_exactly_what_they_say():
 def test_a_turn_ends_with_its_last_observation_for_the_replay_buffer():
     game, rng = uniform_game(), np.random.default_rng(0)
     observations, actions, info = play_turn(game, rng)
-    assert len(observations) == len(actions) + 1 and "goal_result" in info
+    assert len(observations) == len(actions) + 1 and event_of(info, GoalFinished)
     # the last observation shows the objects where the turn left them, with the turn's goal
     np.testing.assert_allclose(observations[-1]["objects"][0, :7], game.sim.object_poses()[0], atol=1e-5)
     np.testing.assert_allclose(observations[-1]["goal"][0, :7], observations[0]["goal"][0, :7])
@@ -116,8 +117,8 @@ def pushing_turn(game: SelfPlayGame) -> tuple[list[dict], np.ndarray]:
             action = move_action(game.sim, target, yaw=0.0, opening=-1.0)  # closed: the block cannot pass between the fingers
             obs, _, _, _, info = game.step(action)
             actions.append(action)
-            if "bob_last_observation" in info:
-                observations.append(info["bob_last_observation"])
+            if event_of(info, BobTurnEnded):
+                observations.append(event_of(info, BobTurnEnded).last_observation)
                 return observations, np.array(actions, dtype=np.float32)
             observations.append({k: obs[k] for k in keys})
     raise AssertionError("the turn did not end")

@@ -34,7 +34,7 @@ from selfplay.policies import observation_tensors, policy_kwargs
 from tabletop_env.env import POSE_SIZE, object_rotation_modes
 from tabletop_env.objects import blocks
 from tabletop_env.state import ROTATION_IGNORE, objects_at_goal
-from tabletop_env.wrappers import bin_values
+from tabletop_env.wrappers import ACTION_DIMS, bin_values
 
 #: SB3's SAC statistics, logged for an off-policy Bob.
 SAC_STATS = ("learning_rate", "actor_loss", "critic_loss", "ent_coef", "ent_coef_loss", "n_updates")
@@ -68,7 +68,7 @@ class TurnReplayBuffer:
         self.mask = np.zeros((capacity, m), dtype=np.float32)
         self.goal = np.zeros((capacity, m, POSE_SIZE), dtype=np.float32)  # the turn's goal poses
         self.reached = np.zeros((capacity, m, POSE_SIZE), dtype=np.float32)  # object poses after the step
-        self.actions = np.zeros((capacity, 6), dtype=np.float32)
+        self.actions = np.zeros((capacity, ACTION_DIMS), dtype=np.float32)
         self.turn = np.full(capacity, -1, dtype=np.int64)  # turn number of each slot
         self.turn_end = np.zeros(capacity, dtype=np.int64)  # slot of its turn's last transition
         self.pos, self.size, self._turns = 0, 0, 0
@@ -221,7 +221,7 @@ class OffPolicyBob:
         self.gamma, self.gae_lambda = b.gamma, 1.0  # no PPO batch: GAE unused
         self.action_bins = cfg.env.action_bins
         space = gym.spaces.Dict({k: observation_space[k] for k in STRUCTURED_KEYS})
-        actions = gym.spaces.Box(-1.0, 1.0, shape=(6,), dtype=np.float32)
+        actions = gym.spaces.Box(-1.0, 1.0, shape=(ACTION_DIMS,), dtype=np.float32)
         kwargs = policy_kwargs(use_goal=True, width=b.width, depth=b.depth, head=tuple(b.head), normalize=b.normalize_inputs)
         kwargs["net_arch"] = list(b.head)  # SAC: the same head sizes for actor and critics
         self.model = SAC("MultiInputPolicy", DummyVecEnv([lambda: _Spaces(space, actions)]), learning_rate=b.learning_rate,
