@@ -4,32 +4,9 @@ import numpy as np
 import pytest
 import torch as th
 
+from selfplay.learning import AliceBehaviouralCloning
 from selfplay.learning.cloning import abc_loss
-from selfplay.events import Demonstration, event_of
-from selfplay.game import BOB, SelfPlayGame
-from selfplay.learning import AliceBehaviouralCloning, agent_observation_space, build_learner
-from tests.helpers import game_rules, tiny_config
-from tests.test_game import HOLD, push_actions
-
-
-def failed_goal_with_states():
-    """Alice pushes a block, Bob times out; returns the demonstration, the goal and Alice's
-    scene state before each of her steps."""
-    game = SelfPlayGame(1, game_rules(alice_steps=30, bob_steps_per_object=5, max_goals=2, alice_start="continue"),
-                        {"randomise_robot": False})
-    game.reset(seed=0)
-    states, sent = [], []
-    policy = push_actions(game)
-    for _ in range(game.config.alice_steps):
-        states.append(game.sim.get_state())
-        sent.append(next(policy))
-        game.step(sent[-1])
-    goal = game._goal.copy()
-    for _ in range(game.bob_timeout):
-        _, _, _, _, info = game.step(HOLD)
-    game.sent_actions = np.stack(sent)
-    demo = event_of(info, Demonstration)
-    return game, {"observations": demo.observations, "actions": demo.actions}, goal, states
+from tests.helpers import bob_and_batch, failed_goal_with_states
 
 
 def test_relabelled_observations_equal_what_bob_sees():
@@ -53,28 +30,6 @@ def test_abc_loss_is_the_clipped_ratio():
     old = th.zeros(4)
     new = th.log(th.tensor([0.5, 0.9, 1.1, 2.0]))
     assert abc_loss(new, old, 0.2).item() == pytest.approx(-(0.8 + 0.9 + 1.1 + 1.2) / 4)
-
-
-def bob_and_batch(seed: int = 0, size: int | None = None, **overrides):
-    """Bob's learner (tiny config + ``overrides``), a batch of ``size`` transitions (default:
-    one demonstration's) with random actions and advantages, and the demonstration."""
-    cfg = tiny_config(**{"seed": seed, **overrides})
-    game, demo, _, _ = failed_goal_with_states()
-    space = agent_observation_space(game.observation_space)
-    bob = build_learner(cfg, BOB, space, game.action_space)
-    rng = np.random.default_rng(seed)
-    observations = {k: v for k, v in demo["observations"].items() if k in space.spaces}
-    size = size or len(demo["actions"])
-    rows = np.arange(size) % len(demo["actions"])
-    batch = {
-        "observations": {k: v[rows] for k, v in observations.items()},
-        "actions": rng.integers(0, 11, (size, 6)),
-        "values": rng.normal(size=size).astype(np.float32),
-        "log_probs": np.full(size, -14.0, dtype=np.float32),
-        "advantages": rng.normal(size=size).astype(np.float32),
-        "returns": rng.normal(size=size).astype(np.float32),
-    }
-    return bob, batch, demo
 
 
 def _log_likelihood(learner, observations, actions):

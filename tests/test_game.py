@@ -6,17 +6,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 from selfplay.events import BobTurnEnded, Demonstration, GameOver, GoalFinished, GoalProposed, event_of, events_of
 from selfplay.game import ALICE, BOB, SelfPlayGame
-from tabletop_env.scripted import move_action
-from tests.helpers import game_rules
-
-BINS = 11
-HOLD = np.full(6, 5)  # middle bins: stay still
-HOLD[5] = 10  # fingers open
-
-
-def to_bins(action: np.ndarray) -> np.ndarray:
-    return np.rint((np.clip(action, -1, 1) + 1) / 2 * (BINS - 1)).astype(int)
-
+from tests.helpers import HOLD, game_rules, push_actions
 
 def make_game(n_objects=1, seed=0, placement=None, **rules) -> SelfPlayGame:
     # Alice continues from her last state (the paper's rule) unless a test says otherwise
@@ -27,24 +17,6 @@ def make_game(n_objects=1, seed=0, placement=None, **rules) -> SelfPlayGame:
     game = SelfPlayGame(n_objects=n_objects, config=config, env_kwargs=env_kwargs)
     game.reset(seed=seed)
     return game
-
-
-def push_actions(game: SelfPlayGame, distance: float = 0.12, direction: float | None = None):
-    """A scripted Alice that pushes block 0 along ``direction`` * y by ``distance`` m (default:
-    towards the middle of the table), then waits."""
-    block = game.sim.object_poses()[0, :3]
-    s = direction if direction is not None else (-1.0 if block[1] > 0 else 1.0)
-    waypoints = [  # (tool target, steps, speed limit in [0, 1]: a push at 2 cm per step, not 5)
-        (block + [0, -0.08 * s, 0.10], 8, 1.0),
-        (block + [0, -0.08 * s, 0.0], 8, 1.0),
-        (block + [0, (distance - 0.03) * s, 0.0], 12, 0.4),
-        (block + [0, (distance - 0.03) * s, 0.12], 200, 1.0),
-    ]
-    for target, steps, limit in waypoints:
-        for _ in range(steps):
-            action = move_action(game.sim, target, yaw=0.0, opening=-1.0)
-            action[:3] = np.clip(action[:3], -limit, limit)
-            yield to_bins(action)
 
 
 def play_alice(game: SelfPlayGame, policy) -> tuple:

@@ -7,8 +7,7 @@ import torch as th
 from stable_baselines3 import PPO
 
 from selfplay.learning import PPOLearner
-from tests.helpers import fill_rollout_buffer, sb3_ppo_twin
-from tests.test_abc import bob_and_batch
+from tests.helpers import bob_and_batch, fill_rollout_buffer, sb3_ppo_twin
 
 
 @pytest.mark.parametrize("size, overrides", [
