@@ -42,3 +42,7 @@ class ExtraLoss(Protocol):
         """The term (a scalar tensor with gradient) for this minibatch, or None when it has no
         data yet (then it adds nothing)."""
         ...
+
+    # Optional: ``set_demonstrations(policy, demos)``, called by :meth:`PPOLearner.set_demonstrations`
+    # before each update with the demonstrations the games produced (dict of ``observations``,
+    # ``actions``, or None). ABC replaces its buffer with them; a replay of demonstrations would add.

@@ -116,7 +116,8 @@ class PPOLearner:
             indices = np.random.permutation(n)  # SB3's rollout buffer shuffles with numpy's global generator
             for start in range(0, n, size):
                 minibatch = _take(data, th.as_tensor(indices[start : start + size]))
-                loss, terms, approx_kl = self._loss(minibatch, logs, extra)
+                loss, approx_kl = self._loss(minibatch, logs, extra)
+                last_loss = loss.item()
                 approx_kl_divs.append(approx_kl)
                 if s.target_kl is not None and approx_kl > 1.5 * s.target_kl:  # SB3's early stop
                     stop = True
@@ -134,7 +135,7 @@ class PPOLearner:
             "learning_rate": s.learning_rate,
             **{k: float(np.mean(v)) for k, v in logs.items()},
             "approx_kl": float(np.mean(approx_kl_divs)),
-            "loss": float(terms),
+            "loss": last_loss,  # the last minibatch's, as SB3 logs it
             "explained_variance": float(explained_variance(data.old_values.cpu().numpy(), data.returns.cpu().numpy())),
             "n_updates": self.n_updates,
             "clip_range": s.clip_range,
@@ -142,8 +143,9 @@ class PPOLearner:
         stats.update({f"{name}_loss": float(np.mean(v)) if v else 0.0 for name, v in extra.items()})
         return stats
 
-    def _loss(self, mb: Minibatch, logs: dict[str, list[float]], extra: dict[str, list[float]]) -> tuple[th.Tensor, float, np.ndarray]:
-        """PPO's loss on one minibatch, term by term; returns (loss, its value, approximate KL)."""
+    def _loss(self, mb: Minibatch, logs: dict[str, list[float]], extra: dict[str, list[float]]) -> tuple[th.Tensor, np.ndarray]:
+        """PPO's loss on one minibatch, term by term, each term's value appended to ``logs`` /
+        ``extra``; returns (loss, approximate KL of the new policy from the behaviour policy)."""
         s = self.settings
         values, log_prob, entropy = self.policy.evaluate_actions(mb.observations, mb.actions)
         values = values.flatten()
@@ -172,7 +174,7 @@ class PPOLearner:
         with th.no_grad():
             log_ratio = log_prob - mb.old_log_probs
             approx_kl = th.mean((th.exp(log_ratio) - 1) - log_ratio).cpu().numpy()  # float32, averaged as SB3 does
-        return loss, loss.item(), approx_kl
+        return loss, approx_kl
 
     def _tensors(self, batch: dict) -> Minibatch:
         """The whole batch as tensors on the policy's device (float32; actions int64)."""
