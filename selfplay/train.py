@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 from selfplay.config import CONF_DIR, Config, ConfigError, config_error_line, no_such_key, register_configs, unknown_keys  # noqa: E402
 from selfplay.run_folder import HYDRA_FILES, LOCK, RunFolderError, fresh_run_problem  # noqa: E402
 
-CONF_DIR = str(CONF_DIR)  # hydra wants a string
+CONFIG_PATH = str(CONF_DIR)  # hydra wants a string
 log = logging.getLogger("selfplay")
 
 register_configs()
@@ -110,7 +110,7 @@ def _stop(message: object, code: int, remove_run_dir: bool = False) -> None:
     sys.exit(code)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def main(cfg: DictConfig) -> float:
     try:
         config, raw = resolve_config(cfg)
@@ -184,7 +184,7 @@ def check_command_line(argv: list[str]) -> None:
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
             composed = compose("config", overrides=overrides)
     except Exception as error:  # noqa: BLE001 - hydra raises several kinds, all about the command line
         _stop(config_error_line(error), 2)
