@@ -6,8 +6,8 @@ One agent on a small standard task (CartPole-v1 by default), two arms, same env 
 hyperparameters, same network, same seeds (hence the same initial weights and env seeds):
 
   ours  the self-play trainer's pipeline: :class:`selfplay.collector.Collector` (Gumbel-max sampling,
-        per-agent trajectories, its own GAE in ``take_batches``) -> :func:`selfplay.ppo.load_batch`
-        -> ``ABCPPO.train()`` with ABC off; Bob's model comes from :func:`selfplay.trainer.build_model`.
+        per-agent trajectories, its own GAE in ``take_batches``) -> ``PPOLearner.update`` with ABC
+        off; Bob's learner comes from :func:`selfplay.learning.build_learner`.
   sb3   ``PPO("MultiInputPolicy", ...).learn(steps)`` on the same task, same ``policy_kwargs``.
 
 The task is dressed as one of our games by :class:`GameShaped` (``robot`` = the task's observation,
@@ -20,7 +20,7 @@ Found with this benchmark:
     (final return, 5 seeds, runs identical up to the first truncation). The collector now bootstraps
     truncations as SB3 does (tests/test_pipeline.py checks its GAE against SB3's).
   - Our batches vary in size (held-back steps here; the Alice/Bob split in the game), and
-    ``ABCPPO.train`` takes SB3's fixed-size minibatches: a batch of 1 + k * batch_size trains a
+    our update took SB3's fixed-size minibatches: a batch of 1 + k * batch_size trains a
     1-sample minibatch (advantage not normalised, a full Adam step) every epoch. Every such update
     blew up (clip fraction 0.2-0.5) and our arm lagged SB3 early (3k-13k steps: lower in 18 of 20
     seeds). Near-equal minibatches removed it (a strict xfail in tests/test_pipeline.py until fixed).
@@ -148,23 +148,21 @@ def start_arm(env_id: str, hp: dict | None, with_phase: bool) -> tuple[dict, flo
 
 
 def build_bob(seed: int, observation_space: gym.spaces.Dict, action_space: gym.spaces.Space, hp: dict):
-    """Bob as the trainer builds him (:func:`selfplay.trainer.build_model`), ABC off."""
+    """Bob as the trainer builds him (:func:`selfplay.learning.build_learner`), ABC off."""
     from selfplay.config import make_config
     from selfplay.game import BOB
-    from selfplay.trainer import agent_observation_space, build_model
+    from selfplay.learning import agent_observation_space, build_learner
 
     agent = {k: hp[k] for k in ("learning_rate", "gamma", "gae_lambda", "ent_coef", "clip_range", "vf_coef", "n_epochs",
                                 "batch_size", "max_grad_norm", "width", "depth", "head")}
-    cfg = make_config({"bob": agent, "abc": {"enabled": False}, "seed": seed - BOB})  # build_model seeds Bob with cfg.seed + 1: seed
-    return build_model(cfg, BOB, agent_observation_space(observation_space), action_space)
+    cfg = make_config({"bob": agent, "abc": {"enabled": False}, "seed": seed - BOB})  # Bob's seed is cfg.seed + 1: seed
+    return build_learner(cfg, BOB, agent_observation_space(observation_space), action_space)
 
 
 def run_ours(seed: int, total_steps: int, env_id: str = "CartPole-v1", hp: dict | None = None) -> dict:
-    """Our pipeline, as :meth:`selfplay.trainer.Trainer.iteration` runs it, for Bob alone."""
+    """Our pipeline, as :meth:`selfplay.training.Trainer.iteration` runs it, for Bob alone."""
     from selfplay.collector import Collector
     from selfplay.game import BOB
-    from selfplay.policies import update_input_stats
-    from selfplay.ppo import load_batch
 
     hp, start, tally, venv = start_arm(env_id, hp, with_phase=True)
     bob = build_bob(seed, venv.observation_space, venv.action_space, hp)
@@ -178,13 +176,8 @@ def run_ours(seed: int, total_steps: int, env_id: str = "CartPole-v1", hp: dict 
         assert batches[0] is None and stats.steps[0] == 0
         batch = batches[BOB]
         if batch is not None and len(batch["actions"]) >= 2:
-            load_batch(bob, batch)
-            bob._current_progress_remaining = max(0.0, 1.0 - env_steps / total_steps)
-            bob.num_timesteps = env_steps
-            bob.train()
-            updates.append(update_stats(bob, len(batch["actions"])))
-            bob.logger.name_to_value.clear()
-            update_input_stats(bob.policy, batch["observations"])  # as the trainer does (no-op unless normalize_inputs)
+            result = bob.update(batch)  # also folds the batch into the input statistics, as in the trainer
+            updates.append({"batch": len(batch["actions"]), "clip_fraction": result["clip_fraction"], "approx_kl": result["approx_kl"]})
         env_steps += sum(stats.steps)
     venv.close()
     return {"episodes": tally.episodes, "updates": updates, "env_steps": env_steps, "wall_s": time.perf_counter() - start}
@@ -283,7 +276,7 @@ def write_report(out: Path, env_id: str, steps: int, seeds: list[int], runs: dic
     for arm, color in zip(ARMS, ("tab:red", "tab:blue")):
         curves = [curve(run["episodes"], steps) for run in runs[arm].values()]
         grid, values = curves[0][0], np.array([c[1] for c in curves])
-        label = "ours (Collector + load_batch + train)" if arm == "ours" else "SB3 PPO.learn"
+        label = "ours (Collector + PPOLearner.update)" if arm == "ours" else "SB3 PPO.learn"
         ax.plot(grid, np.nanmean(values, axis=0), color=color, label=f"{label}, mean of {len(curves)} seeds")
         ax.fill_between(grid, np.nanmin(values, axis=0), np.nanmax(values, axis=0), color=color, alpha=0.2)
     ax.set_xlabel("env steps")

@@ -4,7 +4,7 @@
     python benchmarks/learning.py --report-only                           # redo plot + table
 
 Arms (each a run folder under --out, default runs/learning/), all on the default config of
-conf/config.yaml plus --set overrides (same workspace, budget and seeds):
+selfplay/conf/config.yaml plus --set overrides (same workspace, budget and seeds):
   selfplay_abc     the method (default config)
   uniform          teacher=uniform: Bob alone on hand-designed random goals, no Alice
   selfplay_no_abc  self-play without ABC (abc.enabled=false)
@@ -60,7 +60,7 @@ def run_sac(seed: int, args) -> None:
     from gymnasium.wrappers import FilterObservation
     from stable_baselines3 import SAC, HerReplayBuffer
 
-    from selfplay.evaluate import evaluate_task
+    from selfplay.evaluation import evaluate_task
 
     th.set_num_threads(1)
     steps, eval_every, trials = args.steps, args.eval_every, args.trials
@@ -134,7 +134,7 @@ def final_evaluation(args) -> dict[str, dict]:
     trials, the full protocol, in the config's workspace; cached in <arm>/eval/final.json."""
     import torch
 
-    from selfplay.evaluate import BobPolicy, evaluate_task, load_bob
+    from selfplay.evaluation import BobPolicy, evaluate_task, load_bob
 
     torch.set_num_threads(1)  # batch-1 inference: more threads only contend with the runs beside it
     cfg = compose(args.set)

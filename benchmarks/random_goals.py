@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from selfplay.config import compose_config
+from selfplay.events import GoalFinished, GoalProposed, event_of
 from selfplay.game import ALICE, ALICE_STARTS, SelfPlayGame
 from selfplay.vec_env import game_config
 from tabletop_env.state import ROTATION_CUBE, rotation_error
@@ -49,15 +50,14 @@ def play(overrides: list[str], games: int, seed: int) -> list[list[dict]]:
                 index = game._goal_index  # goals so far in this game
                 turn_start = False
             actor = game.phase
-            obs, _, done, _, info = game.step(rng.integers(0, len(game.action_values), 6))
+            _, _, done, _, info = game.step(rng.integers(0, len(game.action_values), 6))
             if actor != ALICE:
                 turn_start = turn_start or game.phase == ALICE
                 continue
-            if info.get("alice_reward_pending"):  # a valid goal; Bob's turn begins with it
-                goal = obs["desired_goal"][: start.size].reshape(start.shape)
-            elif "demonstration" in info:  # a valid goal while Bob sits out
-                goal = info["demonstration"]["observations"]["desired_goal"][0, : start.size].reshape(start.shape)
-            elif "goal_result" in info:  # invalid: nothing moved, or a block off the table
+            proposed = event_of(info, GoalProposed)
+            if proposed is not None:  # a valid goal (Bob plays it, or sits out)
+                goal = proposed.goal
+            elif event_of(info, GoalFinished):  # invalid: nothing moved, or a block off the table
                 goal = None
             else:
                 continue

@@ -4,9 +4,9 @@
 
 Both contenders step the same vectorised ``SelfPlayGame`` instances (SB3 ``DummyVecEnv`` or
 ``SubprocVecEnv``) in one process, interleaved per repeat. "random" draws uniform
-multi-discrete actions; "loop" is :class:`selfplay.trainer.Trainer` (policy inference for
+multi-discrete actions; "loop" is :class:`selfplay.training.Trainer` (policy inference for
 whichever agent's turn it is, bookkeeping, PPO + ABC updates for both agents), configured as
-``python -m selfplay.train`` is by default (conf/config.yaml) plus --set overrides. Reports
+``python -m selfplay.train`` is by default (selfplay/conf/config.yaml) plus --set overrides. Reports
 medians of env steps per second, their ratio (target >= 0.70) and where the loop's time goes.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from selfplay.config import compose_config  # noqa: E402
-from selfplay.trainer import Trainer  # noqa: E402
+from selfplay.training import Trainer  # noqa: E402
 
 
 def random_rate(trainer: Trainer, steps: int, rng: np.random.Generator) -> float:
@@ -51,7 +51,7 @@ def loop_rate(trainer: Trainer, steps: int) -> tuple[float, dict[str, float]]:
 
 
 def benchmark_config(overrides: list[str]):
-    """``conf/config.yaml`` plus ``overrides``, made to run indefinitely without evaluations,
+    """``selfplay/conf/config.yaml`` plus ``overrides``, made to run indefinitely without evaluations,
     checkpoints or wandb."""
     return compose_config([*overrides, "trainer.total_steps=1000000000", "trainer.checkpoint_every=1000000", "eval.every=0",
                            "logger.wandb.mode=disabled", "logger.progress=lines"])

@@ -3,7 +3,7 @@
     python benchmarks/vec_env_throughput.py [--steps 8192] [--repeats 3] [--backends subproc ray dummy]
                                             [--set trainer.n_games=32 ray.workers=4 ...] [--out table.md]
 
-One :class:`selfplay.trainer.Trainer` per backend, built from the same config (``conf/config.yaml``
+One :class:`selfplay.training.Trainer` per backend, built from the same config (``selfplay/conf/config.yaml``
 plus --set: the same games, seeds and networks), all alive in this process and measured in turn
 within each repeat. For each: env steps per second of random actions through the backend
 (transport and simulation only) and of the whole self-play loop (``Trainer.iteration()``: inference,
@@ -27,7 +27,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 from train_throughput import benchmark_config, loop_rate, random_rate, report  # noqa: E402
 
-from selfplay.trainer import Trainer  # noqa: E402
+from selfplay.training import Trainer  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,15 +23,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
-from selfplay.game import ALICE, BOB, STRUCTURED_KEYS, GoalResult
-from selfplay.offpolicy import continuous_actions, is_continuous
+from selfplay.events import BobTurnEnded, Demonstration, GoalFinished, GoalResult, SimulationError
+from selfplay.game import ALICE, BOB, STRUCTURED_KEYS
+from selfplay.learning.sac import continuous_actions, is_continuous
 from selfplay.opponents import OpponentPool
 from selfplay.policies import sample_actions
+
+if TYPE_CHECKING:
+    from selfplay.learning import Learner
 
 AGENTS = (ALICE, BOB)
 
@@ -68,19 +72,20 @@ class Collector:
 
     Args:
         venv: the games (``SelfPlayGame`` instances behind any SB3 ``VecEnv``).
-        alice, bob: the learning models; Bob's relabelled demonstrations go to ``bob.demonstrations``.
+        alice, bob: the learners (anything with a ``policy``); :meth:`take_batches` returns the
+            demonstrations the games produced, and the trainer hands them to Bob.
         pool: past snapshots; a game that starts against a snapshot trains only the other side.
     """
 
-    def __init__(self, venv: VecEnv, alice: PPO, bob: PPO, pool: OpponentPool | None = None, seed: int = 0) -> None:
-        self.venv, self.models = venv, (alice, bob)
+    def __init__(self, venv: VecEnv, alice: Learner | None, bob: Learner, pool: OpponentPool | None = None, seed: int = 0) -> None:
+        self.venv, self.learners = venv, (alice, bob)
         self.pool = pool
         self.n_games = venv.num_envs
         self.action_shape = venv.action_space.shape  # (6,) in the game; any MultiDiscrete works
         self._rng = np.random.default_rng(seed)
         self.streams: list[list[list[Transition]]] = [[[], []] for _ in range(self.n_games)]
         self._segments: list[list[tuple[list[Transition], float]]] = [[], []]
-        self._pending_demos: list[tuple[int, dict]] = []  # (episode, demonstration)
+        self._pending_demos: list[tuple[int, Demonstration]] = []  # (episode, demonstration)
         # An off-policy Bob (continuous actions) learns from whole turns, not PPO streams.
         self.bob_continuous = is_continuous(bob.policy)
         self._bob_turns: list[list[tuple[dict, np.ndarray]]] = [[] for _ in range(self.n_games)]  # open turns
@@ -129,7 +134,7 @@ class Collector:
         self._step_log_probs = np.zeros(self.n_games)
         groups: dict[int, tuple] = {}  # id(policy) -> (policy, games)
         for game, phase in enumerate(phases):
-            policy = self.opponents[game][phase] or self.models[phase].policy
+            policy = self.opponents[game][phase] or self.learners[phase].policy
             groups.setdefault(id(policy), (policy, []))[1].append(game)
         for policy, games in groups.values():
             batch = {k: self.obs[k][games] for k in STRUCTURED_KEYS}
@@ -149,9 +154,11 @@ class Collector:
         actor = int(self._step_phases[game])
         streams = self.streams[game]
         learning = [self.opponents[game][a] is None for a in AGENTS]
+        events = info.get("events", ())
+        turn_end = next((e for e in events if isinstance(e, BobTurnEnded)), None)
         if actor == BOB and self.bob_continuous:
             if learning[BOB]:
-                self._record_bob_turn(game, info)
+                self._record_bob_turn(game, turn_end)
         elif learning[actor]:
             streams[actor].append(
                 Transition(
@@ -163,22 +170,23 @@ class Collector:
                     episode=self.episodes[game],
                 )
             )
-        if "alice_reward" in info and learning[ALICE] and streams[ALICE]:
-            streams[ALICE][-1].reward += info["alice_reward"]
-        if "goal_result" in info:
-            stats.goals.append(info["goal_result"])
-        if "demonstration" in info:
-            self._pending_demos.append((self.episodes[game], info["demonstration"]))
-            stats.demonstrations += 1
-            stats.demonstration_steps += len(info["demonstration"]["actions"])
-        if "hindsight" in info:  # Bob's own failed turn, relabelled with what he reached
-            self._pending_demos.append((self.episodes[game], info["hindsight"]))
-            stats.hindsight_demonstrations += 1
-        if info.get("bob_done") and streams[BOB]:
-            streams[BOB][-1].done = True
-            self._close_stream(game, BOB)
-        if info.get("sim_error"):
-            stats.sim_errors += 1
+        for event in events:
+            if isinstance(event, GoalFinished):
+                stats.goals.append(event.result)
+                if event.alice_reward is not None and learning[ALICE] and streams[ALICE]:
+                    streams[ALICE][-1].reward += event.alice_reward  # her turn's last step, held until now
+            elif isinstance(event, Demonstration):
+                self._pending_demos.append((self.episodes[game], event))
+                if event.hindsight:  # Bob's own failed turn, relabelled with what he reached
+                    stats.hindsight_demonstrations += 1
+                else:
+                    stats.demonstrations += 1
+                    stats.demonstration_steps += len(event.actions)
+            elif isinstance(event, BobTurnEnded) and event.sits_out and streams[BOB]:
+                streams[BOB][-1].done = True
+                self._close_stream(game, BOB)
+            elif isinstance(event, SimulationError):
+                stats.sim_errors += 1
         if done:
             stats.games += 1
             stats.snapshot_games += any(s is not None for s in self.opponents[game])
@@ -187,19 +195,19 @@ class Collector:
                 if not streams[agent]:
                     continue
                 if cut and agent == actor:  # a time limit, not an end: bootstrap from the state it cut at
-                    self._close_stream(game, agent, bootstrap=state_value(self.models[actor].policy, info["terminal_observation"]))
+                    self._close_stream(game, agent, bootstrap=state_value(self.learners[actor].policy, info["terminal_observation"]))
                 else:
                     streams[agent][-1].done = True
                     self._close_stream(game, agent)
             self._new_episode(game)
 
-    def _record_bob_turn(self, game: int, info: dict) -> None:
+    def _record_bob_turn(self, game: int, turn_end: BobTurnEnded | None) -> None:
         """An off-policy Bob's step: kept with its turn; a finished turn waits for the hand-over."""
         observation = {k: self.obs[k][game] for k in STRUCTURED_KEYS}
         turn = self._bob_turns[game]
         turn.append((observation, self._step_actions[game].astype(np.float32)))
-        if "bob_last_observation" in info:
-            observations = [o for o, _ in turn] + [info["bob_last_observation"]]
+        if turn_end is not None:
+            observations = [o for o, _ in turn] + [turn_end.last_observation]
             self._finished_turns.append((self.episodes[game], observations, np.stack([a for _, a in turn])))
             self._bob_turns[game] = []
 
@@ -250,7 +258,7 @@ class Collector:
         for agent in AGENTS:
             acting = [g for g in range(self.n_games) if phases[g] == agent and self.streams[g][agent]]
             if acting:  # all learning streams: a game against a snapshot records none for it
-                values = state_values(self.models[agent].policy, {k: self.obs[k][acting] for k in STRUCTURED_KEYS})
+                values = state_values(self.learners[agent].policy, {k: self.obs[k][acting] for k in STRUCTURED_KEYS})
                 for game, value in zip(acting, values):
                     self._segments[agent].append((self.streams[game][agent], float(value)))
                     self.streams[game][agent] = []
@@ -324,13 +332,13 @@ def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, bootstrap: f
     return advantages
 
 
-def _stack_demos(demos: list[tuple[int, dict]]) -> dict | None:
+def _stack_demos(demos: list[tuple[int, Demonstration]]) -> dict | None:
     """(episode, demonstration) pairs -> one set: ``observations``, ``actions``, ``episodes`` (per step)."""
     if not demos:
         return None
-    keys = demos[0][1]["observations"].keys()
+    keys = demos[0][1].observations.keys()
     return {
-        "observations": {k: np.concatenate([d["observations"][k] for _, d in demos]) for k in keys},
-        "actions": np.concatenate([d["actions"] for _, d in demos]),
-        "episodes": np.concatenate([np.full(len(d["actions"]), episode) for episode, d in demos]),
+        "observations": {k: np.concatenate([d.observations[k] for _, d in demos]) for k in keys},
+        "actions": np.concatenate([d.actions for _, d in demos]),
+        "episodes": np.concatenate([np.full(len(d.actions), episode) for episode, d in demos]),
     }

@@ -1,13 +1,23 @@
-"""Dataclass schemas of the hydra config tree (``conf/``): a wrong key, type or value stops a run
-at once with a message naming it. Every field says what it means and its unit."""
+"""Dataclass schemas of the hydra config tree (``selfplay/conf/``): the types and limits of every
+key, never a value. Every default lives once, in ``selfplay/conf/`` (it ships inside the package,
+so an installed ``selfplay`` trains from any folder). A wrong key, type or value stops a run at
+once with one line naming it. Every field says what it means and its unit."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from tabletop_env.robot import ControlConfig
+from tabletop_env.sim import PhysicsConfig
+
+#: The config files: ``config.yaml`` (training), ``evaluate.yaml`` and the groups.
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 class ConfigError(ValueError):
@@ -21,12 +31,14 @@ def _require(condition: bool, key: str, message: str) -> None:
 
 @dataclass
 class EnvConfig:
-    n_objects: int = 1  # blocks on the table in every game (1-8)
-    max_objects: int = 8  # padding of object arrays; 8 lets Bob run every holdout task
-    placement_low: list[float] = field(default_factory=lambda: [-0.2, -0.25])  # (x, y) m, placement area corner
-    placement_high: list[float] = field(default_factory=lambda: [0.2, 0.25])  # (x, y) m, opposite corner
-    home_tool_position: list[float] = field(default_factory=lambda: [-0.05, 0.0, 0.15])  # (x, y, z) m, tool at reset
-    action_bins: int = 11  # discrete actions per dimension
+    n_objects: int = MISSING  # blocks on the table in every game (1-8)
+    max_objects: int = MISSING  # padding of object arrays; 8 lets Bob run every holdout task
+    placement_low: list[float] = MISSING  # (x, y) m, placement area corner
+    placement_high: list[float] = MISSING  # (x, y) m, opposite corner
+    home_tool_position: list[float] = MISSING  # (x, y, z) m, tool at reset
+    action_bins: int = MISSING  # discrete actions per dimension
+    physics: dict[str, Any] = MISSING  # overrides of the simulator's PhysicsConfig (tabletop_env/sim.py), e.g. substeps: 5; {}: its defaults
+    control: dict[str, Any] = MISSING  # overrides of the simulator's ControlConfig (tabletop_env/robot.py), e.g. max_translation: 0.03
 
     def __post_init__(self) -> None:
         _require(1 <= self.n_objects <= self.max_objects <= 8, "env.n_objects", f"need 1 <= n_objects <= max_objects <= 8, got {self.n_objects}, {self.max_objects}")
@@ -35,29 +47,42 @@ class EnvConfig:
         _require(len(self.home_tool_position) == 3 and 0.02 <= self.home_tool_position[2] <= 0.4,
                  "env.home_tool_position", f"need (x, y, z) with z in [0.02, 0.4] m, got {list(self.home_tool_position)}")
         _require(self.action_bins >= 2, "env.action_bins", f"need at least 2, got {self.action_bins}")
+        for key, settings in (("physics", PhysicsConfig), ("control", ControlConfig)):
+            unknown = sorted(set(getattr(self, key)) - {f.name for f in fields(settings)})
+            _require(not unknown, f"env.{key}", f"no such setting {unknown[0] if unknown else ''}; "
+                     f"settings: {', '.join(f.name for f in fields(settings))}")
 
     def workspace(self) -> dict:
-        """The :class:`tabletop_env.TabletopEnv` arguments that define where the game is played
-        (placement area, reset pose); the holdout evaluation uses the same ones."""
+        """The :class:`tabletop_env.TabletopEnv` arguments that define where and how the game is
+        played (placement area, reset pose, physics, control); the holdout evaluation uses the
+        same ones."""
+        tuples = lambda settings: {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}  # noqa: E731
         return {
             "placement_low": tuple(self.placement_low),
             "placement_high": tuple(self.placement_high),
             "home_tool_position": tuple(self.home_tool_position),
+            "physics": PhysicsConfig(**tuples(self.physics)),
+            "control": ControlConfig(**tuples(self.control)),
         }
 
 
 @dataclass
 class GameSchema:
-    alice_steps: int = 100  # T: steps of Alice's turn per goal
-    max_goals: int = 5  # goals per game
-    bob_steps_per_object: int = 200  # Bob's timeout per goal = this x objects
-    success_hold_steps: int = 1  # steps all objects must stay at the goal
-    alice_start: str = "continue"  # Alice's turns start from her last state (continue), later ones with the arm back home (home), or every one with the tool next to an object (near_object)
-    position_only: bool = False  # success (and "moved") by position alone; the holdouts compare rotation too
-    bob_hindsight: str = "none"  # final: a failed Bob turn that moved an object also becomes a demonstration, relabelled with the poses he reached; windows: every window of hindsight_window steps in which an object moved >= 1 cm, relabelled with the poses at its end
-    hindsight_window: int = 10  # steps per window of bob_hindsight=windows
-    translation_scale: float = 1.0  # the tool moves this x the action's x/y/z (both agents; in (0, 1])
-    bob_fingers_closed: bool = False  # Bob's finger command is ignored: his fingers stay closed
+    alice_steps: int = MISSING  # T: steps of Alice's turn per goal
+    max_goals: int = MISSING  # goals per game
+    bob_steps_per_object: int = MISSING  # Bob's timeout per goal = this x objects
+    success_hold_steps: int = MISSING  # steps all objects must stay at the goal
+    alice_start: str = MISSING  # Alice's turns start from her last state (continue), later ones with the arm back home (home), or every one with the tool next to an object (near_object)
+    position_only: bool = MISSING  # success (and "moved") by position alone; the holdouts compare rotation too
+    bob_hindsight: str = MISSING  # final: a failed Bob turn that moved an object also becomes a demonstration, relabelled with the poses he reached; windows: every window of hindsight_window steps in which an object moved >= 1 cm, relabelled with the poses at its end
+    hindsight_window: int = MISSING  # steps per window of bob_hindsight=windows
+    translation_scale: float = MISSING  # the tool moves this x the action's x/y/z (both agents; in (0, 1])
+    bob_fingers_closed: bool = MISSING  # Bob's finger command is ignored: his fingers stay closed
+    bob_object_reward: float = MISSING  # Bob: + this when an object enters its goal, - this when one leaves it
+    bob_success_reward: float = MISSING  # Bob: when all objects are at their goals (ends his turn)
+    alice_valid_reward: float = MISSING  # Alice: a valid goal
+    alice_bob_failed_reward: float = MISSING  # Alice: Bob failed her goal
+    alice_outside_penalty: float = MISSING  # Alice: added when an object is left outside the placement area
 
     def __post_init__(self) -> None:
         for key in ("alice_steps", "max_goals", "bob_steps_per_object", "success_hold_steps"):
@@ -71,13 +96,15 @@ class GameSchema:
 
 @dataclass
 class TeacherConfig:
-    name: str = "selfplay"  # selfplay: Alice proposes goals; uniform: hand-designed random goals, no Alice
-    uniform_tasks: list[str] = field(default_factory=lambda: ["push", "pick_and_place", "stack"])  # goal mix of "uniform"
-    goal_distance: list[float] | None = None  # [min, max] m: uniform push goals this far from each block; null: anywhere in the area
+    name: str = MISSING  # the teacher (selfplay/teachers.py): selfplay (Alice proposes goals), uniform (hand-designed random goals, no Alice)
+    uniform_tasks: list[str] = MISSING  # goal mix of "uniform"
+    goal_distance: list[float] | None = MISSING  # [min, max] m: uniform push goals this far from each block; null: anywhere in the area
 
     def __post_init__(self) -> None:
-        _require(self.name in ("selfplay", "uniform"), "teacher.name", f"must be 'selfplay' or 'uniform', got {self.name!r}")
-        unknown = set(self.uniform_tasks) - {"push", "pick_and_place", "stack"}
+        from selfplay.teachers import GOAL_KINDS, TEACHERS
+
+        _require(self.name in TEACHERS, "teacher.name", f"must be one of {', '.join(sorted(TEACHERS))}, got {self.name!r}")
+        unknown = set(self.uniform_tasks) - set(GOAL_KINDS)
         _require(not unknown, "teacher.uniform_tasks", f"unknown goal kinds {sorted(unknown)}")
         if self.goal_distance is not None:
             d = list(self.goal_distance)
@@ -86,37 +113,42 @@ class TeacherConfig:
 
 @dataclass
 class AgentConfig:
-    learning_rate: float = 3e-4  # Adam step size
-    gamma: float = 0.998  # discount per env step
-    gae_lambda: float = 0.95  # GAE lambda
-    ent_coef: float = 0.01  # entropy bonus weight
-    clip_range: float = 0.2  # PPO ratio clip
-    vf_coef: float = 1.0  # value loss weight
-    n_epochs: int = 3  # passes over each batch
-    batch_size: int = 512  # minibatch size (transitions)
-    max_grad_norm: float = 0.5  # gradient norm clip
-    width: int = 128  # hidden size of the object-set network
-    depth: int = 2  # layers of the per-object MLP
-    head: list[int] = field(default_factory=lambda: [128])  # policy and value head layers
-    normalize_inputs: bool = False  # standardise robot and object (+ goal) inputs with running statistics
-    normalize_advantage: bool = True  # standardise advantages per minibatch (SB3's default)
+    learning_rate: float = MISSING  # Adam step size
+    gamma: float = MISSING  # discount per env step
+    gae_lambda: float = MISSING  # GAE lambda
+    ent_coef: float = MISSING  # entropy bonus weight
+    clip_range: float = MISSING  # PPO ratio clip
+    vf_coef: float = MISSING  # value loss weight
+    n_epochs: int = MISSING  # passes over each batch
+    batch_size: int = MISSING  # minibatch size (transitions)
+    max_grad_norm: float = MISSING  # gradient norm clip
+    width: int = MISSING  # hidden size of the object-set network
+    depth: int = MISSING  # layers of the per-object MLP
+    head: list[int] = MISSING  # policy and value head layers
+    normalize_inputs: bool = MISSING  # standardise robot and object (+ goal) inputs with running statistics
+    normalize_advantage: bool = MISSING  # standardise advantages per minibatch (SB3's default)
+    target_kl: float | None = MISSING  # stop an update's epochs early when the approximate KL exceeds 1.5 x this; null: never
+    clip_range_vf: float | None = MISSING  # clip the value change per update to +- this (return units); null: no value clipping
     # The learner: ppo (the paper's), or sac for Bob only (off-policy, continuous actions,
-    # hindsight goals, Alice's demonstrations cloned by the actor: selfplay/offpolicy.py).
+    # hindsight goals, Alice's demonstrations cloned by the actor: selfplay/learning/sac.py).
     # The keys below are SAC's; gamma, learning_rate, batch_size and the network sizes are shared.
-    algo: str = "ppo"
-    buffer_size: int = 300_000  # transitions in the replay buffer
-    updates_per_step: float = 0.5  # gradient steps per env step Bob takes
-    tau: float = 0.05  # target-network averaging rate
-    her_ratio: float = 0.8  # share of replayed samples whose goal is a pose reached later in the turn
-    her_informative_only: bool = False  # only hindsight goals the objects do not already satisfy before the step
-    learning_starts: int = 1000  # transitions in the buffer before the first gradient step
-    target_entropy: float | None = None  # SAC's entropy target (nats), its weight tuned to keep it; None: SB3's -6
+    algo: str = MISSING
+    buffer_size: int = MISSING  # transitions in the replay buffer
+    updates_per_step: float = MISSING  # gradient steps per env step Bob takes
+    tau: float = MISSING  # target-network averaging rate
+    her_ratio: float = MISSING  # share of replayed samples whose goal is a pose reached later in the turn
+    her_informative_only: bool = MISSING  # only hindsight goals the objects do not already satisfy before the step
+    learning_starts: int = MISSING  # transitions in the buffer before the first gradient step
+    target_entropy: float | None = MISSING  # SAC's entropy target (nats), its weight tuned to keep it; None: SB3's -6
 
     def __post_init__(self) -> None:
         _require(self.learning_rate > 0, "agent.learning_rate", f"must be positive, got {self.learning_rate}")
         _require(0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1, "agent.gamma/gae_lambda", "must lie in (0, 1]")
         _require(self.n_epochs >= 1 and self.batch_size >= 2, "agent.n_epochs/batch_size", "n_epochs >= 1, batch_size >= 2")
         _require(self.width >= 1 and self.depth >= 1, "agent.width/depth", "must be >= 1")
+        _require(self.target_kl is None or self.target_kl > 0, "agent.target_kl", f"must be positive or null, got {self.target_kl}")
+        _require(self.clip_range_vf is None or self.clip_range_vf > 0, "agent.clip_range_vf",
+                 f"must be positive or null, got {self.clip_range_vf}")
         _require(self.algo in ("ppo", "sac"), "agent.algo", f"must be ppo or sac, got {self.algo!r}")
         _require(self.buffer_size >= 1 and self.updates_per_step > 0 and 0 < self.tau <= 1 and 0 <= self.her_ratio <= 1,
                  "agent.buffer_size/updates_per_step/tau/her_ratio", "need buffer_size >= 1, updates_per_step > 0, tau in (0, 1], her_ratio in [0, 1]")
@@ -124,19 +156,21 @@ class AgentConfig:
 
 @dataclass
 class ABCConfig:
-    enabled: bool = True  # add Alice behavioural cloning to Bob's loss
-    beta: float = 0.5  # weight of the ABC loss
-    clip: float = 0.2  # ratio clip of the ABC loss
+    enabled: bool = MISSING  # add Alice behavioural cloning to Bob's loss
+    beta: float = MISSING  # weight of the ABC loss
+    clip: float = MISSING  # ratio clip of the ABC loss
+    batch_size: int | None = MISSING  # demonstration steps per PPO minibatch; null: bob.batch_size
 
     def __post_init__(self) -> None:
         _require(self.beta >= 0 and 0 < self.clip < 1, "abc.beta/clip", f"need beta >= 0 and 0 < clip < 1, got {self.beta}, {self.clip}")
+        _require(self.batch_size is None or self.batch_size >= 1, "abc.batch_size", f"must be >= 1 or null, got {self.batch_size}")
 
 
 @dataclass
 class PoolConfig:
-    probability: float = 0.2  # share of games played against a past snapshot
-    size: int = 10  # snapshots kept per agent
-    every: int = 5  # updates between snapshots
+    probability: float = MISSING  # share of games played against a past snapshot
+    size: int = MISSING  # snapshots kept per agent
+    every: int = MISSING  # updates between snapshots
 
     def __post_init__(self) -> None:
         _require(0 <= self.probability <= 1, "pool.probability", f"must be in [0, 1], got {self.probability}")
@@ -145,15 +179,16 @@ class PoolConfig:
 
 @dataclass
 class TrainerConfig:
-    total_steps: int = 20_000  # budget: Alice's and Bob's env steps together
-    n_games: int = 4  # games run at once
-    vec_env: str = "dummy"  # dummy (one process), subproc (one process per game) or ray (games on Ray actors, see ray.*)
-    rollout_steps: int = 2048  # env steps (both agents) collected per update
-    checkpoint_every: int = 5  # updates between checkpoints (one is always written at the end)
-    keep_checkpoints: int = 2  # checkpoints kept on disk
-    video_every: int = 0  # updates between game videos; 0: none
-    torch_threads: int = 1  # torch intra-op threads (the simulator uses the other core)
-    time_limit_minutes: float = 0.0  # also stop (with a checkpoint) after this much wall time in this process; 0: no limit
+    total_steps: int = MISSING  # budget: Alice's and Bob's env steps together
+    n_games: int = MISSING  # games run at once
+    vec_env: str = MISSING  # dummy (one process), subproc (one process per game) or ray (games on Ray actors, see ray.*)
+    rollout_steps: int = MISSING  # env steps (both agents) collected per update
+    checkpoint_every: int = MISSING  # updates between checkpoints (one is always written at the end)
+    keep_checkpoints: int = MISSING  # checkpoints kept on disk
+    video_every: int = MISSING  # updates between game videos; 0: none
+    torch_threads: int = MISSING  # torch intra-op threads (the simulator uses the other core)
+    device: str = MISSING  # torch device of the learners: cpu, cuda, cuda:<i> or auto (cuda when available)
+    time_limit_minutes: float = MISSING  # also stop (with a checkpoint) after this much wall time in this process; 0: no limit
 
     def __post_init__(self) -> None:
         _require(self.total_steps > 0, "trainer.total_steps", f"must be positive, got {self.total_steps}")
@@ -162,6 +197,8 @@ class TrainerConfig:
         _require(self.rollout_steps >= self.n_games, "trainer.rollout_steps", "must be >= trainer.n_games")
         _require(self.checkpoint_every >= 1 and self.keep_checkpoints >= 1, "trainer.checkpoint_every/keep_checkpoints", "must be >= 1")
         _require(self.video_every >= 0 and self.torch_threads >= 1, "trainer.video_every/torch_threads", "video_every >= 0, torch_threads >= 1")
+        _require(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"), "trainer.device",
+                 f"must be cpu, cuda, cuda:<index>, mps or auto, got {self.device!r}")
         _require(self.time_limit_minutes >= 0, "trainer.time_limit_minutes", f"must be >= 0 (0: no limit), got {self.time_limit_minutes}")
 
 
@@ -169,12 +206,12 @@ class TrainerConfig:
 class RayConfig:
     """Where the games run when ``trainer.vec_env=ray`` (the learner stays in the driver process)."""
 
-    address: str | None = None  # null: start a local Ray with this machine's cores; "auto" or "<head ip>:6379": join a running cluster
-    workers: int = 0  # game-hosting actors, each stepping its share of trainer.n_games together; 0: one per CPU Ray offers, at most n_games
-    cpus_per_worker: float = 1.0  # CPUs Ray reserves per actor
-    spread: bool = True  # place actors on as many nodes as possible (Ray's SPREAD strategy)
-    max_restarts: int = 100  # actors replaced after dying before the run stops
-    start_timeout_s: float = 300.0  # s, wait for an actor to start (e.g. for a free CPU on some node)
+    address: str | None = MISSING  # null: start a local Ray with this machine's cores; "auto" or "<head ip>:6379": join a running cluster
+    workers: int = MISSING  # game-hosting actors, each stepping its share of trainer.n_games together; 0: one per CPU Ray offers, at most n_games
+    cpus_per_worker: float = MISSING  # CPUs Ray reserves per actor
+    spread: bool = MISSING  # place actors on as many nodes as possible (Ray's SPREAD strategy)
+    max_restarts: int = MISSING  # actors replaced after dying before the run stops
+    start_timeout_s: float = MISSING  # s, wait for an actor to start (e.g. for a free CPU on some node)
 
     def __post_init__(self) -> None:
         _require(self.workers >= 0, "ray.workers", f"must be >= 0 (0: one per CPU), got {self.workers}")
@@ -185,12 +222,14 @@ class RayConfig:
 
 @dataclass
 class EvalSchedule:
-    every: int = 0  # updates between light holdout evaluations during training; 0: none
-    trials: int = 10  # episodes per task in each light evaluation
-    tasks: list[str] = field(default_factory=lambda: ["Tabletop/Push1-v0", "Tabletop/PickAndPlace1-v0"])
+    every: int = MISSING  # updates between light holdout evaluations during training; 0: none
+    trials: int = MISSING  # episodes per task in each light evaluation
+    tasks: list[str] = MISSING
+    goals_per_episode: int = MISSING  # goals in a row per episode (fixed-layout tasks: 1), up to the first failure
 
     def __post_init__(self) -> None:
         _require(self.every >= 0 and self.trials >= 1, "eval.every/trials", "every >= 0 and trials >= 1")
+        _require(self.goals_per_episode >= 1, "eval.goals_per_episode", f"must be >= 1, got {self.goals_per_episode}")
         from tabletop_env import list_tasks
 
         unknown = [t for t in self.tasks if t not in list_tasks()]
@@ -199,10 +238,10 @@ class EvalSchedule:
 
 @dataclass
 class WandbConfig:
-    mode: str = "offline"  # offline (files in the run folder; `wandb sync` later), online, disabled
-    project: str = "selfplay"
-    entity: str | None = None
-    tags: list[str] = field(default_factory=list)
+    mode: str = MISSING  # offline (files in the run folder; `wandb sync` later), online, disabled
+    project: str = MISSING
+    entity: str | None = MISSING
+    tags: list[str] = MISSING
 
     def __post_init__(self) -> None:
         _require(self.mode in ("offline", "online", "disabled"), "logger.wandb.mode", f"must be offline, online or disabled, got {self.mode!r}")
@@ -210,8 +249,8 @@ class WandbConfig:
 
 @dataclass
 class LoggerConfig:
-    wandb: WandbConfig = field(default_factory=WandbConfig)
-    progress: str = "auto"  # auto (a rich bar in a terminal, lines otherwise), bar, lines
+    wandb: WandbConfig = MISSING
+    progress: str = MISSING  # auto (a rich bar in a terminal, lines otherwise), bar, lines
 
     def __post_init__(self) -> None:
         _require(self.progress in ("auto", "bar", "lines"), "logger.progress", f"must be auto, bar or lines, got {self.progress!r}")
@@ -219,20 +258,20 @@ class LoggerConfig:
 
 @dataclass
 class Config:
-    env: EnvConfig = field(default_factory=EnvConfig)
-    game: GameSchema = field(default_factory=GameSchema)
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    alice: AgentConfig = field(default_factory=AgentConfig)
-    bob: AgentConfig = field(default_factory=AgentConfig)
-    abc: ABCConfig = field(default_factory=ABCConfig)
-    pool: PoolConfig = field(default_factory=PoolConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    ray: RayConfig = field(default_factory=RayConfig)
-    eval: EvalSchedule = field(default_factory=EvalSchedule)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
-    seed: int = 0  # seeds games, networks and sampling
-    resume: str | None = None  # a run folder to continue from its last checkpoint
-    name: str = "selfplay"  # a label for the run (wandb name, run folder suffix)
+    env: EnvConfig = MISSING
+    game: GameSchema = MISSING
+    teacher: TeacherConfig = MISSING
+    alice: AgentConfig = MISSING
+    bob: AgentConfig = MISSING
+    abc: ABCConfig = MISSING
+    pool: PoolConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    ray: RayConfig = MISSING
+    eval: EvalSchedule = MISSING
+    logger: LoggerConfig = MISSING
+    seed: int = MISSING  # seeds games, networks and sampling
+    resume: str | None = MISSING  # a run folder to continue from its last checkpoint
+    name: str = MISSING  # a label for the run (wandb name, run folder suffix)
     experiment: Any = None  # set by conf/experiment/*.yaml (informational)
 
     def __post_init__(self) -> None:
@@ -253,13 +292,24 @@ def unknown_keys(cfg: Any, schema: Any = None, prefix: str = "") -> list[str]:
     for key in cfg.keys():
         if key == "hydra":
             continue
-        if key not in schema:
+        if key not in schema.keys():  # (``in`` says False for a key whose value is MISSING)
             found.append(f"{prefix}{key}")
             continue
-        child, reference = cfg._get_node(key), schema._get_node(key)
-        if isinstance(child, DictConfig) and isinstance(reference, DictConfig) and not reference._is_none():
+        child, reference = cfg._get_node(key), _schema_child(schema, key)
+        if isinstance(child, DictConfig) and isinstance(reference, DictConfig) and not (reference._is_none() or reference._is_missing()):
             found += unknown_keys(child, reference, f"{prefix}{key}.")
     return found
+
+
+def _schema_child(schema: Any, key: str) -> Any:
+    """The schema node under ``key``; a section without values (MISSING) as its dataclass's keys."""
+    from omegaconf import DictConfig, OmegaConf
+
+    node = schema._get_node(key)
+    schema_type = getattr(node._metadata, "ref_type", None) if isinstance(node, DictConfig) else None
+    if node._is_missing() and isinstance(schema_type, type) and hasattr(schema_type, "__dataclass_fields__"):
+        return OmegaConf.structured(schema_type)
+    return node
 
 
 def no_such_key(key: str) -> str:
@@ -271,7 +321,7 @@ def no_such_key(key: str) -> str:
     parent, _, name = key.rpartition(".")
     node = OmegaConf.structured(Config)
     for part in [p for p in parent.split(".") if p]:
-        node = node._get_node(part) if isinstance(node, DictConfig) and part in node else None
+        node = _schema_child(node, part) if isinstance(node, DictConfig) and part in node.keys() else None
     siblings = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
     close = difflib.get_close_matches(name, siblings, n=1)
     hint = f" (did you mean {parent + '.' if parent else ''}{close[0]}?)" if close else ""
@@ -302,57 +352,67 @@ def config_error_line(error: BaseException) -> str:
 
 
 def register_configs() -> None:
-    """Register the schema so that ``conf/config.yaml`` is validated against it."""
+    """Register the schemas so that ``config.yaml`` and ``evaluate.yaml`` are validated against them."""
     cs = ConfigStore.instance()
     cs.store(name="schema", node=Config)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
 
 
-def make_config(overrides: dict | None = None, **dotted: Any) -> Config:
-    """A validated :class:`Config` from the schema defaults plus overrides, for use from Python
-    (tests, benchmarks, notebooks): ``make_config({"trainer": {"n_games": 2}}, **{"seed": 3})``.
-    Note: the defaults are the schema's, not ``conf/config.yaml``'s."""
-    from omegaconf import OmegaConf
-
-    merged = OmegaConf.merge(
-        OmegaConf.structured(Config), overrides or {}, OmegaConf.from_dotlist([f"{k}={v}" for k, v in dotted.items()])
-    )
-    return OmegaConf.to_object(merged)
-
-
-def compose_config(overrides: Sequence[str] = ()) -> Config:
-    """The validated :class:`Config` that ``python -m selfplay.train <overrides>`` would run with
-    (``conf/config.yaml`` plus hydra overrides such as ``experiment=paper_blocks``)."""
-    from pathlib import Path
-
-    from hydra import compose, initialize_config_dir
+def compose(config_name: str = "config", overrides: Sequence[str] = ()) -> Any:
+    """The composed ``DictConfig`` of ``selfplay/conf/<config_name>.yaml`` plus hydra overrides
+    (``key=value``, ``+key=value``, ``group=option``), not yet validated."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
 
     register_configs()
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parent.parent / "conf"), version_base="1.3"):
-        return OmegaConf.to_object(compose("config", overrides=list(overrides)))
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return hydra_compose(config_name, overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def compose_config(overrides: Sequence[str] = ()) -> Config:
+    """The validated :class:`Config` that ``python -m selfplay.train <overrides>`` would run with
+    (``selfplay/conf/config.yaml`` plus hydra overrides such as ``experiment=paper_blocks``)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_object(compose("config", overrides))
+
+
+def make_config(overrides: dict | None = None, **dotted: Any) -> Config:
+    """A validated :class:`Config`: the user's defaults (``selfplay/conf/config.yaml``) plus
+    overrides, for use from Python (tests, benchmarks, notebooks):
+    ``make_config({"trainer": {"n_games": 2}}, **{"seed": 3})``."""
+    from omegaconf import OmegaConf
+
+    merged = OmegaConf.merge(compose("config"), overrides or {}, OmegaConf.from_dotlist([f"{k}={v}" for k, v in dotted.items()]))
+    return OmegaConf.to_object(merged)
 
 
 @dataclass
 class EvaluateConfig:
-    """``python -m selfplay.evaluate key=value ...``"""
+    """``python -m selfplay.evaluate key=value ...`` (defaults: ``selfplay/conf/evaluate.yaml``)."""
 
-    run: str | None = None  # a run folder: evaluate its latest Bob, write to <run>/eval
-    checkpoint: str | None = None  # or a Bob zip: write next to it (eval/)
-    tasks: list[str] = field(default_factory=list)  # task ids; empty: every holdout task
-    trials: int = 100  # episodes per task
-    seed: int = 0  # seeds layouts and goals: the same seed gives the same results
-    deterministic: bool = True  # greedy actions (False: sample from Bob's policy)
-    video: bool = False  # record the first trial of each task
-    out: str | None = None  # report folder (default: see run / checkpoint)
-    progress: bool = True  # a progress bar
-    workspace: str = "run"  # run: the training run's placement area and reset pose; default: TabletopEnv's
-    torch_threads: int = 1  # torch intra-op threads (batch-1 inference gains nothing from more)
+    run: str | None = MISSING  # a run folder: evaluate its latest Bob, write to <run>/eval
+    checkpoint: str | None = MISSING  # or a Bob zip: write next to it (eval/)
+    tasks: list[str] = MISSING  # task ids; empty: every holdout task
+    trials: int = MISSING  # episodes per task
+    goals_per_episode: int = MISSING  # goals in a row per episode (fixed-layout tasks: 1), up to the first failure
+    seed: int = MISSING  # seeds layouts and goals: the same seed gives the same results
+    deterministic: bool = MISSING  # greedy actions (False: sample from Bob's policy)
+    video: bool = MISSING  # record the first trial of each task
+    out: str | None = MISSING  # report folder (default: see run / checkpoint)
+    progress: bool = MISSING  # a progress bar
+    workspace: str = MISSING  # run: the training run's placement area and reset pose; default: TabletopEnv's
+    torch_threads: int = MISSING  # torch intra-op threads (batch-1 inference gains nothing from more)
 
     def __post_init__(self) -> None:
         _require(self.trials >= 1, "trials", f"must be >= 1, got {self.trials}")
+        _require(self.goals_per_episode >= 1, "goals_per_episode", f"must be >= 1, got {self.goals_per_episode}")
         _require(self.workspace in ("run", "default"), "workspace", f"must be 'run' or 'default', got {self.workspace!r}")
         _require(self.torch_threads >= 1, "torch_threads", f"must be >= 1, got {self.torch_threads}")
         _require(bool(self.run) != bool(self.checkpoint), "run/checkpoint", "give exactly one of run=<run folder> or checkpoint=<bob zip>")

@@ -6,8 +6,10 @@ SB3's ``DummyVecEnv`` / ``SubprocVecEnv`` can run many games at once and a colle
 right policy for each.
 
 Rewards go to the agent that acted. Alice's reward for a goal depends on Bob's outcome, which is
-known only after his turn: it is reported then as ``info["alice_reward"]``, to be paid on the last
-step of her turn for that goal (the collector holds that transition until it arrives).
+known only after his turn: it is reported then in a :class:`~selfplay.events.GoalFinished` event,
+to be paid on the last step of her turn for that goal (the collector holds that transition until
+it arrives). Everything else the collector needs comes as typed events too (``info["events"]``,
+:mod:`selfplay.events`).
 """
 
 from __future__ import annotations
@@ -18,16 +20,18 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from selfplay.events import BobTurnEnded, Demonstration, GameOver, GoalFinished, GoalProposed, GoalResult, SimulationError
+from selfplay.teachers import make_teacher
 from tabletop_env import TabletopEnv
+from tabletop_env.env import STRUCTURED_KEYS  # the observation keys the agents' networks read
 from tabletop_env.objects import blocks
 from tabletop_env.state import objects_at_goal
+from tabletop_env.wrappers import DEFAULT_BINS, bin_values, discrete_action_space, nearest_bins
 
 ALICE, BOB = 0, 1
 ALICE_STARTS = ("continue", "home", "near_object")  # GameConfig.alice_start
 
 
-#: The observation keys the agents' networks read (the rest is for gymnasium/HER users).
-STRUCTURED_KEYS = ("robot", "objects", "goal", "mask")
 #: Bob's hindsight cloning rules (``GameConfig.bob_hindsight``).
 HINDSIGHT_RULES = ("none", "final", "windows")
 HINDSIGHT_MIN_MOVE = 0.01  # m an object must move within a window for bob_hindsight=windows
@@ -35,59 +39,54 @@ HINDSIGHT_MIN_MOVE = 0.01  # m an object must move within a window for bob_hinds
 
 @dataclass
 class GameConfig:
-    """Rules of one game. Defaults are docs/method.md's, except where noted."""
+    """Rules of one game (docs/method.md sections 2-3). No defaults here: a run's rules come from
+    its config (``selfplay/conf/game/``, ``teacher/``) through :func:`selfplay.vec_env.game_config`."""
 
-    alice_steps: int = 100  # T: Alice acts exactly this many steps per goal
-    max_goals: int = 5  # goals per episode
-    bob_steps_per_object: int = 200  # Bob's timeout = this x number of objects
-    success_hold_steps: int = 1  # steps all objects must stay at the goal (our choice)
-    bob_object_reward: float = 1.0  # per object entering (+) / leaving (-) its goal
-    bob_success_reward: float = 5.0  # when all objects are at the goal
-    alice_valid_reward: float = 1.0  # a valid goal
-    alice_bob_failed_reward: float = 5.0  # Bob failed it
-    alice_outside_penalty: float = -3.0  # an object left outside the placement area
-    teacher: str = "selfplay"  # "selfplay" (Alice proposes) or "uniform" (hand-designed goals)
-    uniform_tasks: tuple[str, ...] = ("push", "pick_and_place", "stack")  # goal mix for "uniform"
+    alice_steps: int  # T: Alice acts exactly this many steps per goal
+    max_goals: int  # goals per episode
+    bob_steps_per_object: int  # Bob's timeout = this x number of objects
+    success_hold_steps: int  # steps all objects must stay at the goal (our choice)
+    bob_object_reward: float  # per object entering (+) / leaving (-) its goal
+    bob_success_reward: float  # when all objects are at the goal
+    alice_valid_reward: float  # a valid goal
+    alice_bob_failed_reward: float  # Bob failed it
+    alice_outside_penalty: float  # an object left outside the placement area
+    teacher: str  # where the goals come from (selfplay.teachers): "selfplay" (Alice proposes), "uniform", ...
+    uniform_tasks: tuple[str, ...]  # goal mix for "uniform"
     # Uniform push goals this far (m, min and max) from each block's current position; None: the
     # push task's goals anywhere in the placement area. For the learning ladder's near goals.
-    goal_distance: tuple[float, float] | None = None
+    goal_distance: tuple[float, float] | None
     # Where Alice's arm starts her turns, objects always where she left them: "continue" (her
     # last state, the paper), "home" (later turns: the arm back at its home pose) or
     # "near_object" (every turn: the tool at home height, 8-12 cm from a random object's centre,
     # on a random side, within the arm's reach; home when no such spot is free).
-    alice_start: str = "continue"
-    position_only: bool = False  # success and "moved" by position alone (rotation ignored)
+    alice_start: str
+    position_only: bool  # success and "moved" by position alone (rotation ignored)
     # Hindsight cloning: a turn Bob failed but in which he moved an object becomes a
     # demonstration too, relabelled with the poses he reached ("final"); or each window of
     # ``hindsight_window`` steps of any of his turns in which an object moved >= 1 cm becomes one,
     # relabelled with the poses at the window's end ("windows"); "none": off.
-    bob_hindsight: str = "none"
-    hindsight_window: int = 10  # steps per window of bob_hindsight=windows
+    bob_hindsight: str
+    hindsight_window: int  # steps per window of bob_hindsight=windows
     # Bob's actions: "discrete" (bin indices, like Alice's) or "continuous" (6 floats in [-1, 1],
-    # for an off-policy Bob, selfplay/offpolicy.py); each turn's end then reports its last
-    # observation (info["bob_last_observation"]) for his replay buffer.
-    bob_actions: str = "discrete"
+    # for an off-policy Bob, selfplay/learning/sac.py); each turn's end then reports its last
+    # observation (BobTurnEnded.last_observation) for his replay buffer.
+    bob_actions: str
     # What an action does in the simulator (ladder levers, both off by default): the tool moves
     # translation_scale x the action's x/y/z (finer steps for pushing), and with
     # bob_fingers_closed Bob's finger command is ignored and his fingers stay closed. Policies,
     # demonstrations and replay keep the actions as the policies chose them.
-    translation_scale: float = 1.0
-    bob_fingers_closed: bool = False
+    translation_scale: float
+    bob_fingers_closed: bool
 
-
-@dataclass
-class GoalResult:
-    """What one goal did: for logging what Alice's goals look like and how Bob fares."""
-
-    index: int
-    valid: bool
-    outside: bool = False
-    bob_success: bool | None = None  # None: Bob did not play it (sat out, or invalid goal)
-    bob_steps: int = 0
-    moved: int = 0  # objects away from their pose at the start of Alice's turn
-    lifted: int = 0  # objects whose goal is above the table (not resting)
-    stacked: int = 0  # objects resting on another object
-    distance: float = 0.0  # m, the largest object displacement from the turn's start to the goal
+    def alice_reward(self, result: GoalResult) -> float:
+        """Alice's reward for one goal (docs/method.md section 3's table): 0 for an invalid goal,
+        else ``alice_valid_reward``, + ``alice_bob_failed_reward`` unless Bob solved it, +
+        ``alice_outside_penalty`` with an object outside the placement area."""
+        if not result.valid:
+            return 0.0
+        reward = self.alice_valid_reward + (0.0 if result.bob_success else self.alice_bob_failed_reward)
+        return reward + (self.alice_outside_penalty if result.outside else 0.0)
 
 
 class SelfPlayGame(gym.Env):
@@ -105,19 +104,17 @@ class SelfPlayGame(gym.Env):
 
     def __init__(
         self,
-        n_objects: int = 1,
-        config: GameConfig | None = None,
+        n_objects: int,
+        config: GameConfig,
         env_kwargs: dict | None = None,
-        bins: int = 11,
+        bins: int = DEFAULT_BINS,
         max_objects: int = 8,
         render_mode: str | None = None,
     ) -> None:
-        self.config = config or GameConfig()
+        self.config = config
         c = self.config
         if c.alice_steps < 1 or c.max_goals < 1 or c.bob_steps_per_object < 1:
             raise ValueError(f"alice_steps, max_goals and bob_steps_per_object must be positive: {c}")
-        if c.teacher not in ("selfplay", "uniform"):
-            raise ValueError(f"teacher must be 'selfplay' or 'uniform', got {c.teacher!r}")
         if c.alice_start not in ALICE_STARTS:
             raise ValueError(f"alice_start must be one of {ALICE_STARTS}, got {c.alice_start!r}")
         if c.bob_hindsight not in HINDSIGHT_RULES:
@@ -142,12 +139,12 @@ class SelfPlayGame(gym.Env):
         self.render_mode = render_mode
         self.n_objects = n_objects
         self.bob_timeout = c.bob_steps_per_object * n_objects
-        self.action_values = np.linspace(-1.0, 1.0, bins)
-        self.action_space = gym.spaces.MultiDiscrete([bins] * 6)
+        self.action_values = bin_values(bins)
+        self.action_space = discrete_action_space(bins)
         self.observation_space = gym.spaces.Dict(
             {**self.sim.observation_space.spaces, "phase": gym.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)}
         )
-        self._uniform_tasks = self._make_uniform_tasks() if c.teacher == "uniform" else []
+        self.teacher = make_teacher(c, n_objects)
         self._rng = np.random.default_rng()
 
     # -- gymnasium API ------------------------------------------------------------------------
@@ -162,8 +159,8 @@ class SelfPlayGame(gym.Env):
         self._bob_out = False
         self._goal_outside = False
         self._results: list[GoalResult] = []
-        if self.config.teacher == "uniform":
-            return self._start_bob_turn(self._sample_uniform_goal()), {}
+        if not self.teacher.alice_proposes:
+            return self._start_bob_turn(self.teacher.sample_goal(self.sim, self._rng)), {}
         return self._start_alice_turn(), {}
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
@@ -229,7 +226,7 @@ class SelfPlayGame(gym.Env):
         self._alice_trace.append((self._last_obs, values))
         obs, _, _, _, sim_info = self.sim.step(self._applied(values, ALICE))
         self._alice_t += 1
-        info: dict[str, Any] = {"actor": ALICE}
+        info: dict[str, Any] = {"events": []}
         if sim_info["sim_error"] or sim_info["off_table"].any():
             # An object off the table (or a broken simulation) makes the goal invalid: game over.
             return self._end_invalid(info, sim_info)
@@ -244,20 +241,20 @@ class SelfPlayGame(gym.Env):
         result = self._describe_goal(goal, moved)
         self._alice_state = self.sim.get_state()
         self._goal = goal
+        info["events"].append(GoalProposed(goal.copy()))
         if self._bob_out:  # Bob sits out: the goal counts as failed and becomes a demonstration
-            info["demonstration"] = self._demonstration(self._alice_trace, self._goal)
-            info["goal_result"] = result
-            reward = c.alice_valid_reward + c.alice_bob_failed_reward + (c.alice_outside_penalty if result.outside else 0.0)
-            return self._next_goal(info, reward)
+            info["events"] += [self._demonstration(self._alice_trace, self._goal), GoalFinished(result)]
+            return self._next_goal(info, result, c.alice_reward(result))  # paid at once
         self._pending_result = result
-        info["alice_reward_pending"] = True
         return self._start_bob_turn(goal), 0.0, False, False, info
 
     def _end_invalid(self, info: dict, sim_info: dict) -> tuple[dict, float, bool, bool, dict]:
-        info["goal_result"] = GoalResult(index=self._goal_index, valid=False)
-        info["sim_error"] = sim_info["sim_error"]
-        self._results.append(info["goal_result"])
-        info["game_results"] = self._results
+        result = GoalResult(index=self._goal_index, valid=False)
+        info["events"].append(GoalFinished(result))
+        if sim_info["sim_error"]:
+            info["events"].append(SimulationError(sim_info["sim_error"]))
+        self._results.append(result)
+        info["events"].append(GameOver(self._results))
         return self._observe(self.sim.refresh() if not sim_info["sim_error"] else self._last_obs), 0.0, True, False, info
 
     def _describe_goal(self, goal: np.ndarray, moved: np.ndarray) -> GoalResult:
@@ -279,18 +276,14 @@ class SelfPlayGame(gym.Env):
             distance=float(np.linalg.norm(goal[:, :3] - self._turn_start_poses[:, :3], axis=1).max()),
         )
 
-    def _demonstration(self, trace: list[tuple[dict, np.ndarray]], goal: np.ndarray) -> dict:
+    def _demonstration(self, trace: list[tuple[dict, np.ndarray]], goal: np.ndarray, hindsight: bool = False) -> Demonstration:
         """A turn's (observation, action values) trace as Bob would have seen it with ``goal``
         (n, 7): Alice's turn for ABC (docs/method.md 4), or Bob's own for hindsight cloning."""
-        from selfplay.abc import relabel
+        from selfplay.learning.cloning import relabel
 
         observations = {k: np.stack([o[k] for o, _ in trace]) for k in trace[0][0]}
         actions = np.stack([a for _, a in trace])
-        bins = len(self.action_values) - 1
-        return {
-            "observations": relabel(observations, goal),
-            "actions": np.rint((actions + 1.0) * 0.5 * bins).astype(np.int64),
-        }
+        return Demonstration(relabel(observations, goal), nearest_bins(actions, len(self.action_values)), hindsight)
 
     # -- Bob ----------------------------------------------------------------------------------
     def _start_bob_turn(self, goal: np.ndarray) -> dict:
@@ -318,7 +311,8 @@ class SelfPlayGame(gym.Env):
         self._at_goal = at_goal
         reward = c.bob_object_reward * (entered - left)
         self._hold = self._hold + 1 if at_goal.all() else 0
-        info: dict[str, Any] = {"actor": BOB}
+        info: dict[str, Any] = {"events": []}
+        events = info["events"]
         success = self._hold >= c.success_hold_steps
         failed = bool(sim_info["sim_error"] or sim_info["off_table"].any() or self._bob_t >= self.bob_timeout)
         if not (success or failed):
@@ -326,40 +320,31 @@ class SelfPlayGame(gym.Env):
             return self._last_obs, reward, False, False, info
         if success:
             reward += c.bob_success_reward
-        if c.bob_actions == "continuous":
-            info["bob_last_observation"] = {k: obs[k] for k in STRUCTURED_KEYS}
+        last = {k: obs[k] for k in STRUCTURED_KEYS} if c.bob_actions == "continuous" else None
+        events.append(BobTurnEnded(success, sits_out=not success, last_observation=last))
         self._bob_state = self.sim.get_state()
-        if c.teacher == "uniform":
-            result = GoalResult(index=self._goal_index, valid=True)
-        else:
-            result = self._pending_result
-            info["alice_reward"] = (
-                c.alice_valid_reward
-                + (0.0 if success else c.alice_bob_failed_reward)
-                + (c.alice_outside_penalty if result.outside else 0.0)
-            )
+        alice_proposes = self.teacher.alice_proposes
+        result = self._pending_result if alice_proposes else GoalResult(index=self._goal_index, valid=True)
         result.bob_success, result.bob_steps = success, self._bob_t
-        info["goal_result"] = result
+        events.append(GoalFinished(result, c.alice_reward(result) if alice_proposes else None))
         if sim_info["sim_error"]:
-            info["sim_error"] = sim_info["sim_error"]
             self._results.append(result)
-            info["game_results"] = self._results
+            events += [SimulationError(sim_info["sim_error"]), GameOver(self._results)]
             return self._observe(self._last_obs), reward, True, False, info
         if not success:
             self._bob_out = True
-            info["bob_done"] = True
-            if c.teacher == "selfplay":
-                info["demonstration"] = self._demonstration(self._alice_trace, self._goal)
+            if alice_proposes:
+                events.append(self._demonstration(self._alice_trace, self._goal))
             reached = self.sim.object_poses()
             if c.bob_hindsight == "final" and not objects_at_goal(reached, self._bob_turn_start, self.sim.rotation_modes).all():
-                info["hindsight"] = self._demonstration(self._bob_trace, reached)
+                events.append(self._demonstration(self._bob_trace, reached, hindsight=True))
         if c.bob_hindsight == "windows":
             windows = self._hindsight_windows(self._bob_trace, self.sim.object_poses())
             if windows is not None:
-                info["hindsight"] = windows
-        return self._next_goal(info, reward)
+                events.append(windows)
+        return self._next_goal(info, result, reward)
 
-    def _hindsight_windows(self, trace: list[tuple[dict, np.ndarray]], final_poses: np.ndarray) -> dict | None:
+    def _hindsight_windows(self, trace: list[tuple[dict, np.ndarray]], final_poses: np.ndarray) -> Demonstration | None:
         """Bob's turn cut into windows of ``hindsight_window`` steps; each window in which an
         object moved >= ``HINDSIGHT_MIN_MOVE`` (m) becomes a demonstration of reaching the poses
         at its end. One demonstration dict (windows concatenated), or None if nothing moved."""
@@ -373,21 +358,20 @@ class SelfPlayGame(gym.Env):
                 demos.append(self._demonstration(trace[start:end], poses[end].astype(np.float64)))
         if not demos:
             return None
-        return {
-            "observations": {key: np.concatenate([d["observations"][key] for d in demos]) for key in demos[0]["observations"]},
-            "actions": np.concatenate([d["actions"] for d in demos]),
-        }
+        return Demonstration({key: np.concatenate([d.observations[key] for d in demos]) for key in demos[0].observations},
+                             np.concatenate([d.actions for d in demos]), hindsight=True)
 
     # -- between goals ------------------------------------------------------------------------
-    def _next_goal(self, info: dict, reward: float) -> tuple[dict, float, bool, bool, dict]:
-        self._results.append(info["goal_result"])
+    def _next_goal(self, info: dict, result: GoalResult, reward: float) -> tuple[dict, float, bool, bool, dict]:
+        self._results.append(result)
         self._goal_index += 1
-        over = self._goal_index >= self.config.max_goals or (self.config.teacher == "uniform" and self._bob_out)
+        alice_proposes = self.teacher.alice_proposes
+        over = self._goal_index >= self.config.max_goals or (not alice_proposes and self._bob_out)
         if over:
-            info["game_results"] = self._results
+            info["events"].append(GameOver(self._results))
             return self._observe(self.sim.refresh()), reward, True, False, info
-        if self.config.teacher == "uniform":
-            return self._start_bob_turn(self._sample_uniform_goal()), reward, False, False, info
+        if not alice_proposes:
+            return self._start_bob_turn(self.teacher.sample_goal(self.sim, self._rng)), reward, False, False, info
         return self._start_alice_turn(), reward, False, False, info
 
     def _observe(self, obs: dict) -> dict:
@@ -398,52 +382,5 @@ class SelfPlayGame(gym.Env):
         obs["phase"] = np.array([float(self.phase)], dtype=np.float32)
         return obs
 
-    # -- the "uniform" teacher (docs/method.md section 7's no-curriculum baseline) ------------------
-    def _make_uniform_tasks(self) -> list:
-        n = self.n_objects
-        kinds = ("push", "pick_and_place", "stack")
-        tasks = []
-        for name in self.config.uniform_tasks:
-            if name not in kinds:
-                raise ValueError(f"unknown uniform goal kind {name!r}; choose from {kinds}")
-            if name == "stack" and n < 2:
-                continue  # one block cannot be stacked
-            tasks.append(_generic_task(name, n))
-        return tasks
 
-    def _sample_uniform_goal(self) -> np.ndarray:
-        task = self._uniform_tasks[self._rng.integers(len(self._uniform_tasks))]
-        if self.config.goal_distance is not None and task.name.startswith("uniform-push"):
-            return self._near_push_goal()
-        return task.sample_goal(self.sim, self._rng).poses
-
-    def _near_push_goal(self, tries: int = 100) -> np.ndarray:
-        """Every block moved ``goal_distance`` (m) in a random direction, resting at a random
-        yaw, inside the placement area and apart from the others (the ladder's near goals)."""
-        env, (low, high) = self.sim, self.config.goal_distance
-        poses = env.object_poses()
-        goal = poses.copy()
-        for i in range(self.n_objects):
-            for _ in range(tries):
-                angle, distance = self._rng.uniform(-np.pi, np.pi), self._rng.uniform(low, high)
-                xy = poses[i, :2] + distance * np.array([np.cos(angle), np.sin(angle)])
-                inside = np.all(xy >= env.placement_low) and np.all(xy <= env.placement_high)
-                apart = all(np.linalg.norm(xy - goal[j, :2]) > 2 * env.footprint_radii.max() for j in range(i))
-                if inside and apart:
-                    break
-            else:  # no direction fits: the nearest point of the area
-                xy = np.clip(xy, env.placement_low, env.placement_high)
-            yaw = self._rng.uniform(-np.pi, np.pi)
-            goal[i] = (*xy, env.rest_heights[i] + 0.001, 0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2))
-        return goal
-
-
-def _generic_task(kind: str, n: int):
-    """A holdout task's goal distribution for ``n`` blocks, whatever counts are registered."""
-    from tabletop_env.tasks.blocks import PickAndPlace, Push, Stack
-
-    factory = {"push": Push, "pick_and_place": PickAndPlace, "stack": Stack}[kind]
-    return factory(n, f"uniform-{kind}{n}")
-
-
-__all__ = ["ALICE", "BOB", "GameConfig", "GoalResult", "SelfPlayGame"]
+__all__ = ["ALICE", "BOB", "GameConfig", "GoalResult", "SelfPlayGame"]  # GoalResult: from selfplay.events

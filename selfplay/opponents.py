@@ -6,7 +6,6 @@ import copy
 from collections import deque
 
 import numpy as np
-import torch as th
 from stable_baselines3.common.policies import BasePolicy
 
 from selfplay.game import ALICE, BOB
@@ -75,6 +74,3 @@ class OpponentPool:
         self._next_id = state["next_id"]
         self._policies = {}
 
-
-def save_pool(pool: OpponentPool, path) -> None:
-    th.save(pool.state_dict(), path)

@@ -123,7 +123,7 @@ def update_input_stats(policy, observations: dict[str, np.ndarray]) -> None:
                   if getattr(e, "robot_norm", None) is not None}
     if not extractors:  # the default: nothing to convert
         return
-    obs = {k: th.as_tensor(observations[k], dtype=th.float32) for k in STRUCTURED_KEYS}
+    obs = observation_tensors(policy, observations)
     for extractor in extractors.values():
         extractor.update_input_stats(obs)
 
@@ -140,8 +140,6 @@ def policy_kwargs(use_goal: bool, width: int = 128, depth: int = 2, head: tuple[
     }
 
 
-
-
 def sample_actions(policy, observations: dict, deterministic: bool = False) -> tuple:
     """Actions, values and log-probabilities for a batch, as ``policy(obs)`` would give them.
 
@@ -152,7 +150,7 @@ def sample_actions(policy, observations: dict, deterministic: bool = False) -> t
     Returns numpy arrays: actions (B, 6) int64, values (B,), log_probs (B,).
     """
     with th.no_grad():
-        obs = {k: th.as_tensor(observations[k], dtype=th.float32) for k in STRUCTURED_KEYS}
+        obs = observation_tensors(policy, observations)
         latent_pi = policy.mlp_extractor.forward_actor(policy.pi_features_extractor(obs))
         latent_vf = policy.mlp_extractor.forward_critic(policy.vf_features_extractor(obs))
         dims = policy.action_space.nvec
@@ -165,4 +163,11 @@ def sample_actions(policy, observations: dict, deterministic: bool = False) -> t
             actions = (log_p + gumbel).argmax(dim=-1)
         log_prob = log_p.gather(-1, actions.unsqueeze(-1)).squeeze(-1).sum(dim=-1)
         values = policy.value_net(latent_vf).squeeze(-1)
-    return actions.numpy(), values.numpy(), log_prob.numpy()
+    return actions.cpu().numpy(), values.cpu().numpy(), log_prob.cpu().numpy()
+
+
+def observation_tensors(policy, observations: dict) -> dict[str, th.Tensor]:
+    """The structured keys of a batch (dict of (B, ...) numpy arrays) as float32 tensors on the
+    policy's device."""
+    device = next(policy.parameters()).device
+    return {k: th.as_tensor(observations[k], dtype=th.float32, device=device) for k in STRUCTURED_KEYS}

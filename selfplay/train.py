@@ -19,10 +19,10 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
-from selfplay.config import Config, ConfigError, config_error_line, no_such_key, register_configs, unknown_keys  # noqa: E402
+from selfplay.config import CONF_DIR, Config, ConfigError, config_error_line, no_such_key, register_configs, unknown_keys  # noqa: E402
 from selfplay.run_folder import HYDRA_FILES, LOCK, RunFolderError, fresh_run_problem  # noqa: E402
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONFIG_PATH = str(CONF_DIR)  # hydra wants a string
 log = logging.getLogger("selfplay")
 
 register_configs()
@@ -50,7 +50,8 @@ def resolve_config(cfg: DictConfig) -> tuple[Config, DictConfig]:
             saved = run_dir / "config.yaml"
             if not saved.exists():
                 raise ConfigError(f"config error: resume: {run_dir} is not a run folder (no config.yaml)")
-            base = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(saved))
+            # today's defaults under the saved config: a run saved before a key existed resumes with its default
+            base = OmegaConf.merge(cfg, OmegaConf.load(saved))
             overrides = [o.lstrip("+") for o in _overrides() if not o.startswith("resume=")]
             groups = [o for o in overrides if o.split("=")[0] in ("experiment", "env", "game", "teacher")]
             if groups:
@@ -69,7 +70,7 @@ def resolve_config(cfg: DictConfig) -> tuple[Config, DictConfig]:
 
 def check_workspace(config: Config) -> None:
     """The game's objects and the light evaluation's tasks must fit the placement area."""
-    from selfplay.evaluate import layout_error, workspace_misfits
+    from selfplay.evaluation import layout_error, workspace_misfits
     from tabletop_env import objects
 
     error = layout_error(objects=objects.blocks(config.env.n_objects), max_objects=config.env.max_objects, **config.env.workspace())
@@ -109,7 +110,7 @@ def _stop(message: object, code: int, remove_run_dir: bool = False) -> None:
     sys.exit(code)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def main(cfg: DictConfig) -> float:
     try:
         config, raw = resolve_config(cfg)
@@ -117,7 +118,7 @@ def main(cfg: DictConfig) -> float:
         _stop(error, 2, remove_run_dir=not cfg.resume)
     from selfplay.checkpoint import CheckpointWriteError
     from selfplay.processes import StopSignals
-    from selfplay.trainer import Trainer, save_config
+    from selfplay.training import Trainer, save_config
     from selfplay.vec_env import GameWorkersLost
 
     run_dir = Path(config.resume) if config.resume else Path(HydraConfig.get().runtime.output_dir)
@@ -183,7 +184,7 @@ def check_command_line(argv: list[str]) -> None:
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
             composed = compose("config", overrides=overrides)
     except Exception as error:  # noqa: BLE001 - hydra raises several kinds, all about the command line
         _stop(config_error_line(error), 2)

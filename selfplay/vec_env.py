@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from dataclasses import fields
 from functools import partial
 
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from selfplay.config import Config, ConfigError
+from selfplay.config import Config, ConfigError, GameSchema
 from selfplay.game import GameConfig, SelfPlayGame
 
 #: The one line a user sees when the Ray backend is chosen without Ray installed.
@@ -27,22 +28,15 @@ class GameWorkersLost(RuntimeError):
 
 
 def game_config(cfg: Config) -> GameConfig:
-    """The game rules of a run's config."""
+    """The game rules of a run's config: ``game.*`` as they are, the teacher's goal source
+    (``teacher.*``), and Bob's kind of actions (``bob.algo``)."""
+    rules = {f.name: getattr(cfg.game, f.name) for f in fields(GameSchema)}
     return GameConfig(
-        alice_steps=cfg.game.alice_steps,
-        max_goals=cfg.game.max_goals,
-        bob_steps_per_object=cfg.game.bob_steps_per_object,
-        success_hold_steps=cfg.game.success_hold_steps,
+        **rules,
         teacher=cfg.teacher.name,
         uniform_tasks=tuple(cfg.teacher.uniform_tasks),
         goal_distance=None if cfg.teacher.goal_distance is None else tuple(cfg.teacher.goal_distance),
-        alice_start=cfg.game.alice_start,
-        position_only=cfg.game.position_only,
-        bob_hindsight=cfg.game.bob_hindsight,
-        hindsight_window=cfg.game.hindsight_window,
         bob_actions="continuous" if cfg.bob.algo == "sac" else "discrete",
-        translation_scale=cfg.game.translation_scale,
-        bob_fingers_closed=cfg.game.bob_fingers_closed,
     )
 
 

@@ -24,11 +24,18 @@ from tabletop_env.state import (
     objects_at_goal,
     pose_at_goal,
 )
+from tabletop_env.wrappers import ACTION_DIMS
 
 ROBOT_FEATURES = 21  # tool pos (3), tool vel (3), tool rotation matrix x/y columns (6), opening + target (2), arm joints (7)
 OBJECT_FEATURES = 17  # pos (3), quat (4), lin vel (3), ang vel (3), pos - tool pos (3), finger contact (1)
 GOAL_FEATURES = 10  # goal pos (3), goal quat (4), goal pos - pos (3)
 POSE_SIZE = 7  # position (3) + quaternion (4)
+
+#: The goal-env keys: all that SB3's ``HerReplayBuffer`` needs, and all consistent when it relabels
+#: ``desired_goal`` (the structured ``goal`` features would keep the old goal).
+GOAL_ENV_KEYS = ("observation", "achieved_goal", "desired_goal")
+#: The keys of an object-set network (the self-play agents'): see :class:`TabletopEnv`.
+STRUCTURED_KEYS = ("robot", "objects", "goal", "mask")
 
 TABLE_HALF_EXTENTS = (0.6, 0.5, 0.02)  # metres; the top surface is at z = 0
 
@@ -52,9 +59,12 @@ class TabletopEnv(gym.Env):
 
     Observation (``Dict``): ``observation`` (flat robot + padded objects + mask), ``achieved_goal``
     and ``desired_goal`` ((max_objects * 7,) poses: position m, quaternion xyzw; padding slots hold
-    the identity pose), plus structured keys for an object-set network: ``robot``
-    (ROBOT_FEATURES,), ``objects`` (max_objects, OBJECT_FEATURES), ``goal``
-    (max_objects, GOAL_FEATURES) and ``mask`` (max_objects,), 1 for a real object.
+    the identity pose), plus, with ``structured_keys``, the keys of an object-set network:
+    ``robot`` (ROBOT_FEATURES,), ``objects`` (max_objects, OBJECT_FEATURES), ``goal``
+    (max_objects, GOAL_FEATURES) and ``mask`` (max_objects,), 1 for a real object. The
+    registered gymnasium ids leave the structured keys out by default, so that SB3's
+    ``HerReplayBuffer``, which relabels ``desired_goal`` only, never sees a ``goal`` that
+    contradicts it; ``gym.make(id, structured_keys=True)`` gives what a self-play Bob reads.
 
     Action: ``Box(-1, 1, (6,))`` = dx, dy, dz (m, scaled by ``control.max_translation``),
     dyaw, dpitch (rad, scaled) and the finger opening (-1 closed, +1 fully open). One step is
@@ -76,6 +86,7 @@ class TabletopEnv(gym.Env):
         home_tool_position: where the home pose puts the tool (m); the arm is solved for it once.
         ignore_rotation: an object is at its goal by position alone (for curricula and
             diagnostics; the holdout tasks' rule compares rotations too).
+        structured_keys: add ``robot``, ``objects``, ``goal`` and ``mask`` to the observation.
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 25}
@@ -95,6 +106,7 @@ class TabletopEnv(gym.Env):
         home_tool_position: Sequence[float] = (-0.05, 0.0, 0.15),
         settle_steps: int = 3,
         ignore_rotation: bool = False,
+        structured_keys: bool = True,
         physics: PhysicsConfig = PhysicsConfig(),
         control: ControlConfig = ControlConfig(),
     ) -> None:
@@ -115,6 +127,7 @@ class TabletopEnv(gym.Env):
         self.n_objects = len(specs)
         self.max_objects = max_objects
         self.render_mode = render_mode
+        self.structured_keys = structured_keys
         self.terminate_on_success = terminate_on_success
         self.success_hold_steps = success_hold_steps
         self.placement_low = np.asarray(placement_low, dtype=float)
@@ -139,18 +152,18 @@ class TabletopEnv(gym.Env):
         n, m = self.n_objects, max_objects
         flat = ROBOT_FEATURES + m * OBJECT_FEATURES + m
         box = lambda *shape: gym.spaces.Box(-np.inf, np.inf, shape=shape, dtype=np.float32)  # noqa: E731
-        self.observation_space = gym.spaces.Dict(
-            {
-                "observation": box(flat),
-                "achieved_goal": box(m * POSE_SIZE),
-                "desired_goal": box(m * POSE_SIZE),
-                "robot": box(ROBOT_FEATURES),
-                "objects": box(m, OBJECT_FEATURES),
-                "goal": box(m, GOAL_FEATURES),
-                "mask": gym.spaces.Box(0.0, 1.0, shape=(m,), dtype=np.float32),
-            }
-        )
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(6,), dtype=np.float32)
+        spaces = {
+            "observation": box(flat),
+            "achieved_goal": box(m * POSE_SIZE),
+            "desired_goal": box(m * POSE_SIZE),
+            "robot": box(ROBOT_FEATURES),
+            "objects": box(m, OBJECT_FEATURES),
+            "goal": box(m, GOAL_FEATURES),
+            "mask": gym.spaces.Box(0.0, 1.0, shape=(m,), dtype=np.float32),
+        }
+        self._keys = tuple(spaces) if structured_keys else GOAL_ENV_KEYS
+        self.observation_space = gym.spaces.Dict({k: spaces[k] for k in self._keys})
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(ACTION_DIMS,), dtype=np.float32)
 
         # One buffer per observation: [robot | objects | mask | achieved | desired | goal].
         sizes = [("robot", ROBOT_FEATURES), ("objects", m * OBJECT_FEATURES), ("mask", m),
@@ -248,8 +261,8 @@ class TabletopEnv(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         values = np.asarray(action).tolist()
-        if len(values) != 6 or not isinstance(values[0], (int, float)):
-            raise ValueError(f"action must have shape (6,), got {np.shape(action)}")
+        if len(values) != ACTION_DIMS or not isinstance(values[0], (int, float)):
+            raise ValueError(f"action must have shape ({ACTION_DIMS},), got {np.shape(action)}")
         if not math.isfinite(sum(values)):
             raise ValueError(f"action contains NaN or inf: {action}")
         if self._sim_error is not None:
@@ -515,7 +528,7 @@ class TabletopEnv(gym.Env):
         views["objects"][:n] = rows
         views["achieved_goal"][: n * POSE_SIZE].reshape(n, POSE_SIZE)[:] = self._pose_rows
         views["goal"][:n, POSE_SIZE:] = differences
-        return views
+        return views if self.structured_keys else {k: views[k] for k in GOAL_ENV_KEYS}
 
     def _views(self, buffer: np.ndarray) -> dict[str, np.ndarray]:
         """Named views into an observation buffer (see :meth:`_observe`)."""

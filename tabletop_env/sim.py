@@ -32,7 +32,10 @@ class PhysicsConfig:
 
 
 class Simulation:
-    """A PyBullet world that addresses bodies by name, never by raw ids outside this module.
+    """A PyBullet world whose bodies are created and looked up by name (``bodies``: name -> PyBullet
+    body id). The ids do leave it: :class:`TabletopEnv` and the robot keep them and call PyBullet
+    with ``client`` directly on the hot path (state reads and restores every step), where a
+    by-name lookup per call would cost throughput (benchmarks/env_throughput.py).
 
     ``render_mode=None`` or ``"rgb_array"`` connects headless (DIRECT, TinyRenderer images);
     ``"human"`` opens the GUI.

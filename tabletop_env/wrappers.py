@@ -6,6 +6,29 @@ import gymnasium as gym
 import numpy as np
 
 
+#: Action dimensions: dx, dy, dz of the tool, wrist rotation, wrist tilt, finger opening.
+ACTION_DIMS = 6
+#: Bins per action dimension in the paper (and our default, ``env.action_bins``).
+DEFAULT_BINS = 11
+
+
+def bin_values(bins: int) -> np.ndarray:
+    """The action value (bins,) in [-1, 1] of each bin: ``-1 + 2 k / (bins - 1)``."""
+    if bins < 2:
+        raise ValueError(f"bins must be >= 2, got {bins}")
+    return np.linspace(-1.0, 1.0, bins)
+
+
+def nearest_bins(values: np.ndarray, bins: int) -> np.ndarray:
+    """The bin (int64, same shape) whose value is nearest to each action value in [-1, 1]."""
+    return np.rint((np.clip(values, -1.0, 1.0) + 1.0) * 0.5 * (bins - 1)).astype(np.int64)
+
+
+def discrete_action_space(bins: int) -> gym.spaces.MultiDiscrete:
+    """``MultiDiscrete([bins] * 6)``: the self-play agents' action space."""
+    return gym.spaces.MultiDiscrete([bins] * ACTION_DIMS)
+
+
 class DiscreteActions(gym.ActionWrapper):
     """Each of the 6 continuous action dimensions becomes ``bins`` evenly spaced values in [-1, 1].
 
@@ -13,12 +36,10 @@ class DiscreteActions(gym.ActionWrapper):
     an odd number of bins the middle bin is exactly 0 (hold still).
     """
 
-    def __init__(self, env: gym.Env, bins: int = 11) -> None:
+    def __init__(self, env: gym.Env, bins: int = DEFAULT_BINS) -> None:
         super().__init__(env)
-        if bins < 2:
-            raise ValueError(f"bins must be >= 2, got {bins}")
         self.bins = bins
-        self.values = np.linspace(-1.0, 1.0, bins)
+        self.values = bin_values(bins)
         dims = env.action_space.shape[0]
         self.action_space = gym.spaces.MultiDiscrete([bins] * dims)
 

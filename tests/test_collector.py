@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from selfplay.collector import gae
-from selfplay.trainer import Trainer
+from selfplay.events import GoalResult
+from selfplay.training import Trainer
 from tests.helpers import tiny_config
 
 
@@ -33,7 +34,10 @@ def test_batches_hold_each_agents_own_steps_with_rewards_from_the_rules(tmp_path
     assert flushed + kept == sum(stats.steps)  # every step lands in exactly one agent's batch
     assert kept <= 2 * collector.n_games and kept <= pending
     alice, bob = batches
-    assert set(np.unique(alice["rewards"])) <= {0.0, 1.0, 6.0, 3.0, -2.0}  # docs/method.md's table
+    rules = trainer.rules  # docs/method.md's table, with the config's values
+    table = {rules.alice_reward(GoalResult(0, valid, outside, bob_success)) for valid in (True, False)
+             for outside in (True, False) for bob_success in (True, False, None)}
+    assert set(np.unique(alice["rewards"])) <= table
     assert alice["observations"]["goal"].any() == False  # noqa: E712  (Alice never sees a goal)
     if bob is not None:
         assert np.all(np.abs(bob["rewards"]) <= 1 + 5)
@@ -49,7 +53,7 @@ def test_batches_hold_each_agents_own_steps_with_rewards_from_the_rules(tmp_path
 @pytest.mark.parametrize("probability", [1.0])
 def test_snapshot_games_train_only_the_learning_side(tmp_path, probability):
     trainer = Trainer(tiny_config(**{"pool.probability": probability, "pool.every": 1}), tmp_path)
-    trainer.pool.maybe_snapshot(1, (trainer.models[0].policy, trainer.models[1].policy))
+    trainer.pool.maybe_snapshot(1, (trainer.learners[0].policy, trainer.learners[1].policy))
     collector = trainer.collector
     past_alice = trainer.pool.policy(0, 0)
     for game in range(collector.n_games):
@@ -65,7 +69,7 @@ def test_snapshot_games_train_only_the_learning_side(tmp_path, probability):
 
 def test_games_keep_their_snapshot_after_the_pool_drops_it(tmp_path):
     trainer = Trainer(tiny_config(**{"pool.probability": 1.0, "pool.every": 1, "pool.size": 1}), tmp_path)
-    policies = (trainer.models[0].policy, trainer.models[1].policy)
+    policies = (trainer.learners[0].policy, trainer.learners[1].policy)
     trainer.pool.maybe_snapshot(1, policies)
     collector = trainer.collector
     for game in range(collector.n_games):

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from selfplay.evaluate import evaluate_task, wilson_interval
+from selfplay.evaluation import evaluate_task, wilson_interval
 from selfplay.game import BOB
-from selfplay.trainer import agent_observation_space, build_model
+from selfplay.learning import agent_observation_space, build_learner
 from selfplay.vec_env import make_game
 from tests.helpers import tiny_config
 
@@ -54,7 +54,7 @@ def test_multi_goal_episodes_count_goals_until_the_first_failure():
 def _bob_zip(tmp_path, **overrides) -> Path:
     cfg = tiny_config(**overrides)
     game = make_game(cfg, seed=0)
-    bob = build_model(cfg, BOB, agent_observation_space(game.observation_space), game.action_space)
+    bob = build_learner(cfg, BOB, agent_observation_space(game.observation_space), game.action_space)
     path = tmp_path / "bob.zip"
     bob.save(path)
     return path
@@ -130,10 +130,10 @@ def test_tasks_run_in_the_given_workspace():
 
 
 def test_a_run_is_evaluated_in_its_own_workspace(tmp_path):
-    from selfplay.evaluate import run_workspace
+    from selfplay.evaluation import run_workspace
     from omegaconf import OmegaConf
 
-    from selfplay.trainer import Trainer, save_config
+    from selfplay.training import Trainer, save_config
 
     overrides = {f"env.{key}": "[" + ",".join(map(str, value)) + "]" for key, value in SMALL.items()}
     cfg = tiny_config(**overrides, **{"trainer.total_steps": 256})

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from selfplay.checkpoint import latest_checkpoint, read_counters
-from selfplay.trainer import Trainer
+from selfplay.training import Trainer
 from tests.helpers import ROOT, TINY_ARGS, import_ray, tiny_config, train_cli, train_env
 
 pytestmark = pytest.mark.faults
@@ -31,10 +31,10 @@ def trained(tmp_path_factory) -> Path:
     config.yaml the command line would have written."""
     from omegaconf import OmegaConf
 
-    from selfplay.trainer import save_config
+    from selfplay.training import save_config
 
     run = tmp_path_factory.mktemp("trained") / "run"
-    config = tiny_config(**{"trainer.total_steps": 512})
+    config = tiny_config(**{"trainer.total_steps": 512, "eval.every": 0})  # no eval columns yet (test 2 adds them)
     trainer = Trainer(config, run)
     trainer.train()
     save_config(OmegaConf.to_yaml(OmegaConf.structured(config)), run)
@@ -48,7 +48,7 @@ def run(trained, tmp_path) -> Path:
 
 
 def resume(run: Path, **overrides):
-    return Trainer(tiny_config(**{"resume": str(run), "trainer.total_steps": 512, **overrides}), run)
+    return Trainer(tiny_config(**{"resume": str(run), "trainer.total_steps": 512, "eval.every": 0, **overrides}), run)
 
 
 def metric_rows(run: Path) -> list[dict]:
@@ -291,7 +291,7 @@ def test_6_evaluating_alice_is_refused(trained, capsys):
 
 
 def test_7_a_report_of_tasks_without_a_paper_number_has_its_plot(tmp_path):
-    from selfplay.evaluate import TaskResult, write_report
+    from selfplay.evaluation import TaskResult, write_report
 
     result = TaskResult(task="Tabletop/Row3-v0", trials=2, goals=2, successes=1, success_rate=0.5, ci_low=0.1, ci_high=0.9,
                         mean_steps_to_success=40.0)
@@ -341,7 +341,7 @@ def test_10_wandb_online_without_a_key_says_so_and_logs_offline(tmp_path, monkey
 
 
 def test_10_an_unreachable_wandb_server_is_named(monkeypatch):
-    from selfplay.trainer import wandb_online_problem
+    from selfplay.training.wandb_run import wandb_online_problem
 
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # the discard port: nothing listens

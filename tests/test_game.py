@@ -4,20 +4,13 @@ import numpy as np
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-from selfplay.game import ALICE, BOB, GameConfig, SelfPlayGame
-from tabletop_env.scripted import move_action
-
-BINS = 11
-HOLD = np.full(6, 5)  # middle bins: stay still
-HOLD[5] = 10  # fingers open
-
-
-def to_bins(action: np.ndarray) -> np.ndarray:
-    return np.rint((np.clip(action, -1, 1) + 1) / 2 * (BINS - 1)).astype(int)
-
+from selfplay.events import BobTurnEnded, Demonstration, GameOver, GoalFinished, GoalProposed, event_of, events_of
+from selfplay.game import ALICE, BOB, SelfPlayGame
+from tests.helpers import HOLD, game_rules, push_actions
 
 def make_game(n_objects=1, seed=0, placement=None, **rules) -> SelfPlayGame:
-    config = GameConfig(**{"alice_steps": 40, "bob_steps_per_object": 15, "max_goals": 5, **rules})
+    # Alice continues from her last state (the paper's rule) unless a test says otherwise
+    config = game_rules(**{"alice_steps": 40, "bob_steps_per_object": 15, "max_goals": 5, "alice_start": "continue", **rules})
     env_kwargs = {"randomise_robot": False}
     if placement is not None:
         env_kwargs.update(placement_low=(-placement, -placement), placement_high=(placement, placement))
@@ -26,30 +19,12 @@ def make_game(n_objects=1, seed=0, placement=None, **rules) -> SelfPlayGame:
     return game
 
 
-def push_actions(game: SelfPlayGame, distance: float = 0.12, direction: float | None = None):
-    """A scripted Alice that pushes block 0 along ``direction`` * y by ``distance`` m (default:
-    towards the middle of the table), then waits."""
-    block = game.sim.object_poses()[0, :3]
-    s = direction if direction is not None else (-1.0 if block[1] > 0 else 1.0)
-    waypoints = [  # (tool target, steps, speed limit in [0, 1]: a push at 2 cm per step, not 5)
-        (block + [0, -0.08 * s, 0.10], 8, 1.0),
-        (block + [0, -0.08 * s, 0.0], 8, 1.0),
-        (block + [0, (distance - 0.03) * s, 0.0], 12, 0.4),
-        (block + [0, (distance - 0.03) * s, 0.12], 200, 1.0),
-    ]
-    for target, steps, limit in waypoints:
-        for _ in range(steps):
-            action = move_action(game.sim, target, yaw=0.0, opening=-1.0)
-            action[:3] = np.clip(action[:3], -limit, limit)
-            yield to_bins(action)
-
-
 def play_alice(game: SelfPlayGame, policy) -> tuple:
     """Step Alice's whole turn; returns the last step's (obs, reward, terminated, info)."""
     assert game.phase == ALICE
     for _ in range(game.config.alice_steps):
         obs, reward, terminated, _, info = game.step(next(policy))
-        if terminated or game.phase != ALICE or "goal_result" in info:
+        if terminated or game.phase != ALICE or event_of(info, GoalFinished):
             return obs, reward, terminated, info
     raise AssertionError("Alice's turn did not end after alice_steps")
 
@@ -63,14 +38,14 @@ def test_alice_who_does_nothing_gives_an_invalid_goal_and_the_game_ends():
         if terminated:
             break
     assert step == game.config.alice_steps - 1  # exactly T steps
-    assert terminated and not info["goal_result"].valid and sum(rewards) == 0.0
+    assert terminated and not event_of(info, GoalFinished).result.valid and sum(rewards) == 0.0
 
 
 def test_alice_who_pushes_a_block_gives_a_valid_goal_and_bob_plays_it():
     game = make_game()
     start = game.sim.object_poses()[0]
     obs, reward, terminated, info = play_alice(game, push_actions(game))
-    assert not terminated and info.get("alice_reward_pending") and reward == 0.0
+    assert not terminated and event_of(info, GoalProposed) and not event_of(info, GoalFinished) and reward == 0.0
     assert game.phase == BOB and obs["phase"][0] == 1.0
     # Bob starts from the initial state (his own world), with Alice's final poses as the goal
     np.testing.assert_allclose(game.sim.object_poses()[0], start, atol=1e-9)
@@ -99,7 +74,8 @@ def test_bob_who_reaches_the_goal_gets_one_per_object_plus_five():
     game.sim.set_object_poses(game._goal)  # a Bob who "restores" the goal state
     _, reward, terminated, _, info = game.step(HOLD)
     assert reward == 2 * 1.0 + 5.0
-    assert info["goal_result"].bob_success and info["alice_reward"] == 1.0
+    finished = event_of(info, GoalFinished)
+    assert finished.result.bob_success and finished.alice_reward == 1.0
     assert not terminated and game.phase == ALICE  # the next goal: Alice continues from her state
 
 
@@ -124,18 +100,19 @@ def test_timeout_is_a_failure_and_bob_sits_out_the_rest():
     info = {}
     for step in range(game.bob_timeout):
         _, reward, terminated, _, info = game.step(HOLD)
-        if "goal_result" in info:
+        if event_of(info, GoalFinished):
             break
     assert step == game.bob_timeout - 1
-    assert info["bob_done"] and info["goal_result"].bob_success is False
-    assert info["alice_reward"] == 1.0 + 5.0
-    assert len(info["demonstration"]["actions"]) == game.config.alice_steps
+    assert event_of(info, BobTurnEnded).sits_out and event_of(info, GoalFinished).result.bob_success is False
+    assert event_of(info, GoalFinished).alice_reward == 1.0 + 5.0
+    assert len(event_of(info, Demonstration).actions) == game.config.alice_steps
     # Alice proposes the remaining goals alone; each is paid at once and becomes a demonstration
     assert game.phase == ALICE
     obs, reward, terminated, info = play_alice(game, push_actions(game))
-    assert game.phase == ALICE and reward == 6.0 and "demonstration" in info and not terminated
+    assert game.phase == ALICE and reward == 6.0 and event_of(info, Demonstration) and not terminated
+    assert event_of(info, GoalFinished).alice_reward is None  # paid at once, as the step's reward
     obs, reward, terminated, info = play_alice(game, push_actions(game))
-    assert terminated and len(info["game_results"]) == 3  # max_goals reached
+    assert terminated and len(event_of(info, GameOver).results) == 3  # max_goals reached
 
 
 @pytest.mark.parametrize("bob_succeeds, expected", [(True, 1.0 - 3.0), (False, 1.0 - 3.0 + 5.0)])
@@ -147,9 +124,9 @@ def test_goal_outside_the_placement_area_is_valid_but_penalised(bob_succeeds, ex
         game.sim.set_object_poses(game._goal)
     for _ in range(game.bob_timeout):
         _, _, _, _, info = game.step(HOLD)
-        if "alice_reward" in info:
+        if event_of(info, GoalFinished):
             break
-    assert info["alice_reward"] == expected
+    assert event_of(info, GoalFinished).alice_reward == expected
 
 
 def test_single_goal_games_end_after_one_goal():
@@ -157,7 +134,7 @@ def test_single_goal_games_end_after_one_goal():
     play_alice(game, push_actions(game))
     game.sim.set_object_poses(game._goal)
     _, _, terminated, _, info = game.step(HOLD)
-    assert terminated and info["goal_result"].bob_success
+    assert terminated and event_of(info, GoalFinished).result.bob_success
 
 
 def test_uniform_teacher_gives_bob_hand_designed_goals():
@@ -176,7 +153,7 @@ def test_games_run_in_sb3_vec_envs(vec_env_class):
     assert obs["phase"].shape == (2, 1)
     for _ in range(50):
         obs, rewards, dones, infos = venv.step(np.stack([venv.action_space.sample() for _ in range(2)]))
-    assert all(info["actor"] in (ALICE, BOB) for info in infos)
+    assert all(isinstance(info["events"], list) for info in infos)  # typed events cross process boundaries
     venv.close()
 
 
@@ -200,12 +177,12 @@ def test_position_only_success_ignores_rotation():
         turned[0, 3:] = (0.0, 0.0, np.sin(0.25), np.cos(0.25))  # the goal position, 0.5 rad off
         game.sim.set_object_poses(turned)
         _, _, _, _, info = game.step(HOLD)
-        assert ("goal_result" in info and info["goal_result"].bob_success) is expected
+        assert bool(event_of(info, GoalFinished) and event_of(info, GoalFinished).result.bob_success) is expected
 
 
 @pytest.mark.parametrize("rule", ["continue", "home", "near_object"])
 def test_alice_start_rule_for_her_later_turns(rule):
-    config = GameConfig(alice_steps=40, bob_steps_per_object=1, max_goals=3, alice_start=rule)
+    config = game_rules(alice_steps=40, bob_steps_per_object=1, max_goals=3, alice_start=rule)
     game = SelfPlayGame(1, config, {"randomise_robot": False, "home_tool_position": (-0.25, 0.15, 0.25),
                                     "placement_low": (-0.25, -0.25), "placement_high": (0.25, 0.25)})
     game.reset(seed=0)
@@ -235,17 +212,18 @@ def test_a_failed_bob_turn_that_moved_the_block_becomes_a_hindsight_demonstratio
     sent, states = [], []
     policy = push_actions(game, distance=0.08)
     info = {}
-    while "goal_result" not in info:
+    while not event_of(info, GoalFinished):
         states.append(game.sim.get_state())
         sent.append(next(policy))
         _, _, _, _, info = game.step(sent[-1])
-    assert info["goal_result"].bob_success is False  # the goal was 30 cm away
-    demo, reached = info["hindsight"], game.sim.object_poses()
-    np.testing.assert_array_equal(demo["actions"], np.stack(sent))
+    assert event_of(info, GoalFinished).result.bob_success is False  # the goal was 30 cm away
+    (demo,), reached = events_of(info, Demonstration), game.sim.object_poses()
+    assert demo.hindsight
+    np.testing.assert_array_equal(demo.actions, np.stack(sent))
     for t in (0, 10, len(sent) - 1):  # what Bob would have seen with the reached poses as his goal
         game.sim.set_state(states[t])
         game.sim.set_goal(reached)
-        np.testing.assert_allclose(demo["observations"]["goal"][t], game.sim.refresh()["goal"], atol=2e-6)
+        np.testing.assert_allclose(demo.observations["goal"][t], game.sim.refresh()["goal"], atol=2e-6)
 
 
 def test_hindsight_windows_relabel_each_window_that_moved_the_block_with_its_end_poses():
@@ -254,7 +232,7 @@ def test_hindsight_windows_relabel_each_window_that_moved_the_block_with_its_end
     sent, states, poses = [], [], []
     policy = push_actions(game, distance=0.08)
     info = {}
-    while "goal_result" not in info:
+    while not event_of(info, GoalFinished):
         states.append(game.sim.get_state())
         poses.append(game.sim.object_poses())
         sent.append(next(policy))
@@ -262,21 +240,22 @@ def test_hindsight_windows_relabel_each_window_that_moved_the_block_with_its_end
     poses.append(game.sim.object_poses())
     moved = [s for s in range(0, 40, 10) if np.linalg.norm(poses[s + 10][0, :3] - poses[s][0, :3]) >= 0.01]
     assert 0 < len(moved) < 4  # the push moves the block in some windows, not in all
-    demo = info["hindsight"]
+    demo = event_of(info, Demonstration)
+    assert demo.hindsight
     steps = [t for s in moved for t in range(s, s + 10)]
-    np.testing.assert_array_equal(demo["actions"], np.stack(sent)[steps])
+    np.testing.assert_array_equal(demo.actions, np.stack(sent)[steps])
     for row, t in enumerate(steps):  # what Bob would have seen with the window's end as his goal
         if t % 10 in (0, 9):
             game.sim.set_state(states[t])
             game.sim.set_goal(poses[t - t % 10 + 10])
-            np.testing.assert_allclose(demo["observations"]["goal"][row], game.sim.refresh()["goal"], atol=2e-6)
+            np.testing.assert_allclose(demo.observations["goal"][row], game.sim.refresh()["goal"], atol=2e-6)
 
 
 def test_a_failed_bob_turn_that_moved_nothing_teaches_nothing():
     game = make_game(teacher="uniform", uniform_tasks=("push",), bob_hindsight="final", bob_steps_per_object=5)
     for _ in range(5):
         _, _, _, _, info = game.step(HOLD)
-    assert info["goal_result"].bob_success is False and "hindsight" not in info
+    assert event_of(info, GoalFinished).result.bob_success is False and not event_of(info, Demonstration)
 
 
 def test_translation_scale_shrinks_every_step_and_demonstrations_keep_the_chosen_bins():
@@ -299,10 +278,50 @@ def test_bob_fingers_closed_ignores_his_finger_command_only():
     assert alice.sim.robot.target[5] > 0.0  # Alice's fingers still follow her command
 
 
+def test_a_new_teacher_is_one_class_that_gives_bob_its_goals():
+    from selfplay.config import make_config
+    from selfplay.teachers import TEACHERS, Teacher, register_teacher
+
+    @register_teacher
+    class ShiftTeacher(Teacher):
+        """Every goal: block 0 moved 6 cm along +x."""
+
+        name, alice_proposes = "shift_test", False
+
+        def sample_goal(self, sim, rng):
+            goal = sim.object_poses()
+            goal[0, 0] += 0.06
+            return goal
+
+    try:
+        assert make_config(**{"teacher.name": "shift_test"}).teacher.name == "shift_test"  # the config knows it
+        game = make_game(placement=0.25, teacher="shift_test")
+        assert game.phase == BOB  # no Alice
+        np.testing.assert_allclose(game._goal[0, 0] - game.sim.object_poses()[0, 0], 0.06, atol=1e-9)
+        for _ in range(game.bob_timeout):
+            _, _, terminated, _, info = game.step(HOLD)
+        assert terminated and event_of(info, GoalFinished).result.bob_success is False  # he sat out: no Alice to go on with
+    finally:
+        del TEACHERS["shift_test"]
+
+
+def test_the_game_discretises_actions_exactly_as_discrete_actions_does():
+    from tabletop_env import DiscreteActions, TabletopEnv
+    from tabletop_env.wrappers import nearest_bins
+
+    game = make_game()
+    wrapper = DiscreteActions(TabletopEnv(), bins=game.action_space.nvec[0])
+    assert game.action_space == wrapper.action_space
+    bins = np.arange(wrapper.bins)
+    np.testing.assert_array_equal(game.action_values[bins], wrapper.values[bins])
+    np.testing.assert_array_equal(nearest_bins(wrapper.values, wrapper.bins), bins)  # demonstrations keep the chosen bins
+    wrapper.close()
+
+
 def test_alice_starts_next_to_a_block_outside_the_placement_area_while_the_arm_reaches_it():
     """Alice's pushes often end outside the 20 x 20 cm area; her next turn must still start next
     to the block (within the arm's reach), or nothing moves and the game ends on an invalid goal."""
-    game = SelfPlayGame(1, GameConfig(alice_start="near_object"), {"randomise_robot": False, "home_tool_position": (-0.05, 0.0, 0.05),
+    game = SelfPlayGame(1, game_rules(alice_start="near_object"), {"randomise_robot": False, "home_tool_position": (-0.05, 0.0, 0.05),
                                                                    "placement_low": (-0.15, -0.1), "placement_high": (0.05, 0.1)})
     game.reset(seed=0)
     for xy in [(0.2, 0.2), (-0.3, -0.25), (0.15, -0.3)]:  # 10-20 cm outside the area, within reach

@@ -3,7 +3,7 @@ Alice's trajectory and from a holdout task, quaternion sign included (w >= 0).""
 
 import numpy as np
 
-from selfplay.abc import relabel
+from selfplay.learning.cloning import relabel
 from tabletop_env import TabletopEnv
 from tabletop_env.env import POSE_SIZE
 from tabletop_env.state import canonical_poses

@@ -6,17 +6,18 @@ import pytest
 from stable_baselines3 import SAC
 
 from selfplay.config import ConfigError
-from selfplay.evaluate import BobPolicy, evaluate_task
-from selfplay.game import BOB, GameConfig, SelfPlayGame
-from selfplay.offpolicy import DemonstrationCloning, TurnReplayBuffer, goal_features, rotation_modes_for
-from selfplay.trainer import Trainer
+from selfplay.evaluation import BobPolicy, evaluate_task
+from selfplay.events import BobTurnEnded, GoalFinished, event_of
+from selfplay.game import BOB, SelfPlayGame
+from selfplay.learning.sac import DemonstrationCloning, OffPolicyBob, TurnReplayBuffer, goal_features, rotation_modes_for
+from selfplay.training import Trainer
 from tabletop_env.scripted import move_action
 from tabletop_env.state import objects_at_goal
-from tests.helpers import tiny_config
+from tests.helpers import game_rules, tiny_config
 
 
 def uniform_game(**rules) -> SelfPlayGame:
-    config = GameConfig(teacher="uniform", uniform_tasks=("push",), goal_distance=(0.04, 0.08), bob_steps_per_object=30,
+    config = game_rules(teacher="uniform", uniform_tasks=("push",), goal_distance=(0.04, 0.08), bob_steps_per_object=30,
                         bob_actions="continuous", **rules)
     game = SelfPlayGame(n_objects=1, config=config, max_objects=2,
                         env_kwargs={"placement_low": (-0.15, -0.1), "placement_high": (0.05, 0.1), "home_tool_position": (-0.05, 0.0, 0.05)})
@@ -33,8 +34,8 @@ def play_turn(game: SelfPlayGame, rng: np.random.Generator) -> tuple[list[dict],
         action = rng.uniform(-1, 1, 6)
         obs, _, _, _, info = game.step(action)
         actions.append(action)
-        if "bob_last_observation" in info:
-            observations.append(info["bob_last_observation"])
+        if event_of(info, BobTurnEnded):
+            observations.append(event_of(info, BobTurnEnded).last_observation)
             return observations, np.array(actions, dtype=np.float32), info
         observations.append({k: obs[k] for k in keys})
 
@@ -53,7 +54,7 @@ def test_continuous_bob_actions_move_the_tool_by_exactly_what_they_say():
 def test_a_turn_ends_with_its_last_observation_for_the_replay_buffer():
     game, rng = uniform_game(), np.random.default_rng(0)
     observations, actions, info = play_turn(game, rng)
-    assert len(observations) == len(actions) + 1 and "goal_result" in info
+    assert len(observations) == len(actions) + 1 and event_of(info, GoalFinished)
     # the last observation shows the objects where the turn left them, with the turn's goal
     np.testing.assert_allclose(observations[-1]["objects"][0, :7], game.sim.object_poses()[0], atol=1e-5)
     np.testing.assert_allclose(observations[-1]["goal"][0, :7], observations[0]["goal"][0, :7])
@@ -116,8 +117,8 @@ def pushing_turn(game: SelfPlayGame) -> tuple[list[dict], np.ndarray]:
             action = move_action(game.sim, target, yaw=0.0, opening=-1.0)  # closed: the block cannot pass between the fingers
             obs, _, _, _, info = game.step(action)
             actions.append(action)
-            if "bob_last_observation" in info:
-                observations.append(info["bob_last_observation"])
+            if event_of(info, BobTurnEnded):
+                observations.append(event_of(info, BobTurnEnded).last_observation)
                 return observations, np.array(actions, dtype=np.float32)
             observations.append({k: obs[k] for k in keys})
     raise AssertionError("the turn did not end")
@@ -152,16 +153,14 @@ def test_off_policy_bob_trains_saves_a_sac_zip_and_is_evaluated(tmp_path):
     # a resume loads the SAC Bob (its replay buffer starts empty) and goes on training
     resumed = Trainer(tiny_config(**{**overrides, "trainer.total_steps": 1024, "resume": str(tmp_path)}), tmp_path)
     for key, value in bob.policy.state_dict().items():
-        np.testing.assert_array_equal(resumed.models[BOB].policy.state_dict()[key].numpy(), value.numpy())
+        np.testing.assert_array_equal(resumed.learners[BOB].policy.state_dict()[key].numpy(), value.numpy())
     assert resumed.train()["bob/n_updates"] > 0 and resumed.counters["env_steps"] == 1024
 
 
 def test_cloning_pulls_the_actor_towards_the_demonstrated_actions(filled_buffer):
     buffer, turns, _ = filled_buffer
     cfg = tiny_config(**{"bob.algo": "sac", "env.max_objects": 2})
-    from selfplay.trainer import build_sac_bob
-
-    model = build_sac_bob(cfg, uniform_game().observation_space)
+    model = OffPolicyBob(cfg, uniform_game().observation_space, replay=False).model
     observations, _ = turns[0]
     demo = {k: np.stack([o[k] for o in observations]) for k in observations[0]}
     target = np.tile(np.array([0.5, -0.5, 0.0, 0.0, 0.0, 0.9], dtype=np.float32), (len(observations), 1))

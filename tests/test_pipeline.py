@@ -1,6 +1,6 @@
 """Our learning pipeline against SB3's: the collector's per-agent GAE equals SB3's
 ``RolloutBuffer.compute_returns_and_advantage`` on the same recorded trajectories, across rollout
-boundaries; any MultiDiscrete action space goes through collect -> load_batch -> train
+boundaries; any MultiDiscrete action space goes through collect -> PPOLearner.update
 (benchmarks/ladder_pipeline.py is rung 0 of the learning ladder)."""
 
 import gymnasium as gym
@@ -13,7 +13,6 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from benchmarks.ladder_pipeline import HYPERPARAMETERS, GameShaped, Tally, build_bob, make_venv
 from selfplay.collector import Collector, state_value
 from selfplay.game import BOB
-from selfplay.ppo import load_batch
 
 SMALL = {**HYPERPARAMETERS, "width": 16, "head": [16], "batch_size": 32, "n_epochs": 2}
 
@@ -144,8 +143,7 @@ def test_a_one_action_task_goes_through_collect_load_and_train():
     assert stats.steps == [0, 256] and tally.steps == 256 and tally.episodes
     _, batch = collector.take_batches((0.99, 0.99), (0.95, 0.95))[0]
     assert batch["actions"].shape == (256, 1) and set(np.unique(batch["actions"])) <= {0, 1}  # nothing held back
-    load_batch(bob, batch)
-    bob.train()
+    bob.update(batch)
     assert any(not th.equal(before[k], v) for k, v in bob.policy.state_dict().items())
     venv.close()
 
@@ -193,7 +191,6 @@ def test_no_update_trains_a_tiny_remainder_minibatch():
         return evaluate(obs, actions)
 
     bob.policy.evaluate_actions = recording
-    load_batch(bob, batch)
-    bob.train()
+    bob.update(batch)
     assert sum(sizes) == 2 * 9
-    assert min(sizes) >= bob.batch_size // 2, f"minibatch sizes {sizes}"
+    assert min(sizes) >= bob.settings.batch_size // 2, f"minibatch sizes {sizes}"

@@ -4,7 +4,7 @@ import numpy as np
 import torch as th
 
 from selfplay.game import ALICE, BOB
-from selfplay.trainer import agent_observation_space, build_model
+from selfplay.learning import agent_observation_space, build_learner
 from selfplay.vec_env import make_game
 from tests.helpers import tiny_config
 
@@ -32,7 +32,7 @@ def _permute(obs, order):
 def test_output_is_unchanged_when_objects_are_permuted():
     cfg, space, action_space, obs = _observation_batch(n_objects=3)
     for agent in (ALICE, BOB):
-        policy = build_model(cfg, agent, space, action_space).policy
+        policy = build_learner(cfg, agent, space, action_space).policy
         order = [2, 0, 1, 3, 4, 5, 6, 7]
         with th.no_grad():
             a, _ = policy.obs_to_tensor(obs)
@@ -52,7 +52,7 @@ def test_padding_slots_are_ignored_and_goal_matters_only_for_bob():
     other_goal = dict(obs)
     other_goal["goal"] = obs["goal"] + 1.0 * obs["mask"][..., None]
     for agent in (ALICE, BOB):
-        extractor = build_model(cfg, agent, space, action_space).policy.pi_features_extractor
+        extractor = build_learner(cfg, agent, space, action_space).policy.pi_features_extractor
         with th.no_grad():
             base = extractor({k: th.as_tensor(v) for k, v in obs.items()})
             padded = extractor({k: th.as_tensor(v) for k, v in junk.items()})
@@ -63,7 +63,7 @@ def test_padding_slots_are_ignored_and_goal_matters_only_for_bob():
 
 def test_policy_and_value_networks_share_no_weights():
     cfg, space, action_space, _ = _observation_batch(n_objects=1)
-    policy = build_model(cfg, BOB, space, action_space).policy
+    policy = build_learner(cfg, BOB, space, action_space).policy
     assert policy.pi_features_extractor is not policy.vf_features_extractor
     pi = {id(p) for p in policy.pi_features_extractor.parameters()}
     vf = {id(p) for p in policy.vf_features_extractor.parameters()}
@@ -75,7 +75,7 @@ def test_fast_sampler_draws_from_the_policys_own_distribution():
 
     cfg, space, action_space, obs = _observation_batch(n_objects=2)
     batch = {k: np.repeat(v, 4000, axis=0) for k, v in obs.items()}
-    policy = build_model(cfg, BOB, space, action_space).policy
+    policy = build_learner(cfg, BOB, space, action_space).policy
     th.manual_seed(0)
     actions, values, log_probs = sample_actions(policy, batch)
     with th.no_grad():
@@ -116,7 +116,7 @@ def test_normalised_bob_saves_its_statistics_in_the_sb3_zip(tmp_path):
 
     cfg, space, action_space, obs = _observation_batch(n_objects=2)
     cfg.bob.normalize_inputs = True
-    model = build_model(cfg, BOB, space, action_space)
+    model = build_learner(cfg, BOB, space, action_space)
     before = model.policy.predict_values(model.policy.obs_to_tensor(obs)[0]).item()
     batch = {k: np.repeat(v, 4, axis=0) * np.linspace(0.5, 2.0, 4).reshape(4, *[1] * (v.ndim - 1)) for k, v in obs.items()}
     batch["mask"] = np.repeat(obs["mask"], 4, axis=0)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from selfplay.trainer import Trainer
+from selfplay.training import Trainer
 from selfplay.vec_env import GameWorkersLost, make_vec_env
 from tests.helpers import import_ray, tiny_config
 

@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import import_ray
 
 ray = import_ray()
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # a two-node Ray cluster: the slowest test (~25 s); make test-all
 
 REPO = Path(__file__).resolve().parent.parent
 

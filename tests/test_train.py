@@ -11,7 +11,7 @@ import pytest
 from stable_baselines3 import PPO
 
 from selfplay.checkpoint import latest_checkpoint, read_counters
-from selfplay.trainer import Trainer
+from selfplay.training import Trainer
 from tabletop_env import DiscreteActions
 from tests.helpers import ROOT, TINY_ARGS, tiny_config, train_cli
 
@@ -30,7 +30,7 @@ def test_a_short_run_writes_config_checkpoints_metrics_and_wandb(tmp_path):
     assert list((run / "wandb").glob("offline-run-*")), "no offline wandb run"
     # Bob's checkpoint is a standard SB3 zip that acts on a holdout task
     bob = PPO.load(checkpoint / "bob.zip", device="cpu")
-    env = DiscreteActions(gym.make("Tabletop/Push1-v0"))
+    env = DiscreteActions(gym.make("Tabletop/Push1-v0", structured_keys=True))  # the keys Bob reads
     obs, _ = env.reset(seed=0)
     action, _ = bob.predict(obs, deterministic=True)
     assert env.action_space.contains(action)
@@ -41,13 +41,13 @@ def test_resume_continues_counters_pool_and_weights(tmp_path):
     cfg = tiny_config(**{"trainer.total_steps": 512, "pool.every": 1})
     first = Trainer(cfg, tmp_path)
     first.train()
-    weights = {k: v.clone() for k, v in first.models[1].policy.state_dict().items()}
+    weights = {k: v.clone() for k, v in first.learners[1].policy.state_dict().items()}
     resumed_cfg = tiny_config(**{"trainer.total_steps": 1024, "pool.every": 1, "resume": str(tmp_path)})
     second = Trainer(resumed_cfg, tmp_path)
     assert second.counters["env_steps"] == first.counters["env_steps"]
     assert second.counters["updates"] == first.counters["updates"]
     assert len(second.pool.snapshots[0]) == len(first.pool.snapshots[0]) > 0
-    for k, v in second.models[1].policy.state_dict().items():
+    for k, v in second.learners[1].policy.state_dict().items():
         assert (v == weights[k]).all(), k
     second.train()
     assert second.counters["env_steps"] >= 1024

@@ -46,10 +46,12 @@ def make_task(task_id: str) -> Task:
 
 
 def register_all() -> None:
-    """Register every task as a gymnasium id (idempotent)."""
+    """Register every task as a gymnasium id (idempotent). Their observations hold the goal-env
+    keys only, consistent under HER relabelling; ``gym.make(id, structured_keys=True)`` adds the
+    object-set keys a self-play Bob reads (:class:`tabletop_env.TabletopEnv`)."""
     for task_id in TASKS:
         if task_id not in gym.registry:
-            gym.register(id=task_id, entry_point="tabletop_env.env:TabletopEnv", kwargs={"task": task_id})
+            gym.register(id=task_id, entry_point="tabletop_env.env:TabletopEnv", kwargs={"task": task_id, "structured_keys": False})
 
 
 __all__ = ["Goal", "Task", "TASKS", "list_tasks", "make_task", "register_all"]

@@ -16,19 +16,28 @@ the reward: 1 when every object is at its goal after the step (which also ends t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch as th
 from stable_baselines3 import SAC
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples
+from stable_baselines3.common.vec_env import DummyVecEnv
 
-from selfplay.abc import goal_features
-from selfplay.game import STRUCTURED_KEYS
-from tabletop_env.env import POSE_SIZE
+from selfplay.config import Config
+from selfplay.game import BOB, STRUCTURED_KEYS
+from selfplay.learning.cloning import goal_features
+from selfplay.policies import observation_tensors, policy_kwargs
+from tabletop_env.env import POSE_SIZE, object_rotation_modes
+from tabletop_env.objects import blocks
 from tabletop_env.state import ROTATION_IGNORE, objects_at_goal
+from tabletop_env.wrappers import ACTION_DIMS, bin_values
 
+#: SB3's SAC statistics, logged for an off-policy Bob.
+SAC_STATS = ("learning_rate", "actor_loss", "critic_loss", "ent_coef", "ent_coef_loss", "n_updates")
 
 
 class TurnReplayBuffer:
@@ -59,7 +68,7 @@ class TurnReplayBuffer:
         self.mask = np.zeros((capacity, m), dtype=np.float32)
         self.goal = np.zeros((capacity, m, POSE_SIZE), dtype=np.float32)  # the turn's goal poses
         self.reached = np.zeros((capacity, m, POSE_SIZE), dtype=np.float32)  # object poses after the step
-        self.actions = np.zeros((capacity, 6), dtype=np.float32)
+        self.actions = np.zeros((capacity, ACTION_DIMS), dtype=np.float32)
         self.turn = np.full(capacity, -1, dtype=np.int64)  # turn number of each slot
         self.turn_end = np.zeros(capacity, dtype=np.int64)  # slot of its turn's last transition
         self.pos, self.size, self._turns = 0, 0, 0
@@ -177,10 +186,107 @@ class DemonstrationCloning:
 def continuous_actions(policy, observations: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray:
     """A SAC policy's actions (B, 6) in [-1, 1] for a batch (dict of (B, ...) arrays)."""
     with th.no_grad():
-        obs = {k: th.as_tensor(observations[k], dtype=th.float32) for k in STRUCTURED_KEYS}
-        return policy.actor(obs, deterministic=deterministic).numpy()
+        return policy.actor(observation_tensors(policy, observations), deterministic=deterministic).cpu().numpy()
 
 
 def is_continuous(policy) -> bool:
     """Whether a policy acts with continuous actions (an off-policy Bob's SAC policy)."""
     return hasattr(policy, "actor")
+
+
+class _Spaces(gym.Env):
+    """Carries the spaces SB3's ``SAC`` needs to build itself; never stepped."""
+
+    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space) -> None:
+        self.observation_space, self.action_space = observation_space, action_space
+
+
+class OffPolicyBob:
+    """Bob's learner with ``bob.algo=sac``: SB3's ``SAC`` on continuous actions in [-1, 1] with
+    the object-set network, a :class:`TurnReplayBuffer` of his turns (hindsight goals) and a
+    cloning term on Alice's demonstrations (:class:`DemonstrationCloning`, weight ``abc.beta``).
+    Its checkpoint is a standard SB3 zip: ``SAC.load`` opens it.
+
+    Args:
+        cfg: the run's config (``bob.*``, ``abc.*``, ``env.*`` for the success rule per slot).
+        observation_space: the game's observation space (its structured keys are used).
+        replay: give it a replay buffer (the learning Bob; a pool's template needs none).
+    """
+
+    on_policy = False  # learns from whole turns in a replay buffer (:meth:`learn`)
+    stat_names = SAC_STATS
+
+    def __init__(self, cfg: Config, observation_space: gym.spaces.Dict, replay: bool = True) -> None:
+        b = self.settings = cfg.bob
+        self.gamma, self.gae_lambda = b.gamma, 1.0  # no PPO batch: GAE unused
+        self.action_bins = cfg.env.action_bins
+        space = gym.spaces.Dict({k: observation_space[k] for k in STRUCTURED_KEYS})
+        actions = gym.spaces.Box(-1.0, 1.0, shape=(ACTION_DIMS,), dtype=np.float32)
+        kwargs = policy_kwargs(use_goal=True, width=b.width, depth=b.depth, head=tuple(b.head), normalize=b.normalize_inputs)
+        kwargs["net_arch"] = list(b.head)  # SAC: the same head sizes for actor and critics
+        self.model = SAC("MultiInputPolicy", DummyVecEnv([lambda: _Spaces(space, actions)]), learning_rate=b.learning_rate,
+                         buffer_size=1, batch_size=b.batch_size, tau=b.tau, gamma=b.gamma, learning_starts=0,
+                         target_entropy="auto" if b.target_entropy is None else b.target_entropy,
+                         policy_kwargs=kwargs, seed=cfg.seed + BOB, device=cfg.trainer.device, verbose=0)
+        self.model.set_logger(Logger(folder=None, output_formats=[]))
+        if replay:
+            n = cfg.env.n_objects
+            modes = rotation_modes_for(n, cfg.env.max_objects, object_rotation_modes(blocks(n), cfg.game.position_only))
+            self.model.replay_buffer = TurnReplayBuffer(b.buffer_size, space, modes, her_ratio=b.her_ratio, seed=cfg.seed,
+                                                        informative_only=b.her_informative_only)
+        self.cloning = DemonstrationCloning(cfg.abc.beta if cfg.abc.enabled else 0.0, seed=cfg.seed)
+        self._gradient_credit = 0.0  # gradient steps owed (fractions carried over)
+
+    @property
+    def policy(self):
+        return self.model.policy
+
+    @property
+    def observation_space(self) -> gym.spaces.Dict:
+        return self.model.observation_space
+
+    @property
+    def action_space(self) -> gym.spaces.Space:
+        return self.model.action_space
+
+    @property
+    def policy_kwargs(self) -> dict:
+        return self.model.policy_kwargs
+
+    def set_demonstrations(self, demos: dict | None) -> None:
+        """Alice's demonstrations (bin actions) join the cloning term's, as action values."""
+        if demos is not None and self.cloning.coef > 0:
+            self.cloning.add(demos["observations"], bin_values(self.action_bins)[demos["actions"]])
+
+    def learn(self, turns: list[tuple[list[dict], np.ndarray]], new_steps: int) -> dict[str, float]:
+        """Bob's finished turns into his replay buffer, then ``bob.updates_per_step`` SAC gradient
+        steps per env step he took (``new_steps``), each followed by one cloning step on Alice's
+        demonstrations. Returns SAC's statistics (:data:`SAC_STATS`) and ``abc_loss``."""
+        b, model = self.settings, self.model
+        for observations, actions in turns:
+            model.replay_buffer.add_turn(observations, actions)
+        if len(model.replay_buffer) < b.learning_starts:
+            return {}
+        self._gradient_credit += new_steps * b.updates_per_step
+        steps = int(self._gradient_credit)
+        self._gradient_credit -= steps
+        cloning = []
+        for _ in range(steps):
+            model.train(gradient_steps=1, batch_size=b.batch_size)
+            cloning.append(self.cloning.step(model, b.batch_size))
+        stats = {k.split("/")[-1]: float(v) for k, v in model.logger.name_to_value.items()}
+        model.logger.name_to_value.clear()
+        if steps and not np.isnan(cloning).all():
+            stats["abc_loss"] = float(np.nanmean(cloning))
+        return stats
+
+    def act(self, observations: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray:
+        """Actions (B, 6) in [-1, 1] for a batch of observations."""
+        return continuous_actions(self.policy, observations, deterministic=deterministic)
+
+    def save(self, path: Path) -> None:
+        self.model.save(path)
+
+    def load(self, path: Path) -> None:
+        """The weights and optimiser states of a ``SAC`` zip (the replay buffer starts empty)."""
+        self.model.set_parameters(str(path), exact_match=True)

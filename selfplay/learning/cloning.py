@@ -1,10 +1,14 @@
-"""Alice Behavioural Cloning (docs/method.md section 4): relabelled demonstrations and the clipped loss."""
+"""Alice Behavioural Cloning (docs/method.md section 4), all of it: relabelling Alice's turns
+into demonstrations, the demonstrations' buffer with Bob's behaviour log-probabilities, and the
+clipped loss, as an extra loss of Bob's PPO update (:class:`AliceBehaviouralCloning`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch as th
+from stable_baselines3.common.policies import ActorCriticPolicy
 
+from selfplay.learning.losses import Minibatch
 from tabletop_env.env import POSE_SIZE
 
 
@@ -96,3 +100,45 @@ class DemonstrationBuffer:
             th.as_tensor(actions[index], device=device).long(),
             th.as_tensor(log_probs[index], device=device).float(),
         )
+
+
+class AliceBehaviouralCloning:
+    """ABC as an extra loss of Bob's PPO update: ``weight * L_abc`` on a minibatch of Alice's
+    relabelled demonstrations per PPO minibatch (docs/method.md section 4).
+
+    Args:
+        weight: beta (0.5 in the paper).
+        clip: the ratio clip epsilon (0.2).
+        batch_size: demonstration steps per minibatch (None: the size of PPO's minibatch).
+        seed: the buffer's own generator (sampling demonstrations never changes PPO's minibatches).
+    """
+
+    name = "abc"
+
+    def __init__(self, weight: float = 0.5, clip: float = 0.2, batch_size: int | None = None, seed: int | None = None) -> None:
+        self.weight, self.clip, self.batch_size = weight, clip, batch_size
+        self.demonstrations = DemonstrationBuffer(seed=seed)
+
+    def set_demonstrations(self, policy: ActorCriticPolicy, demos: dict | None, chunk: int = 1024) -> None:
+        """Replace the demonstrations with ``demos`` (``observations``: dict of (T, ...) arrays,
+        ``actions``: (T, 6) bins; or None) and store Bob's behaviour log-probabilities of the
+        actions under ``policy`` as it is now, before the update."""
+        self.demonstrations.clear()
+        if demos is None:
+            return
+        observations = {k: v for k, v in demos["observations"].items() if k in policy.observation_space.spaces}
+        log_probs = []
+        with th.no_grad():
+            for start in range(0, len(demos["actions"]), chunk):
+                obs, _ = policy.obs_to_tensor({k: v[start : start + chunk] for k, v in observations.items()})
+                _, log_prob, _ = policy.evaluate_actions(obs, th.as_tensor(demos["actions"][start : start + chunk]))
+                log_probs.append(log_prob.cpu().numpy())
+        self.demonstrations.add(observations, demos["actions"], np.concatenate(log_probs))
+
+    def loss(self, policy: ActorCriticPolicy, minibatch: Minibatch) -> th.Tensor | None:
+        """``L_abc`` on a random minibatch of demonstrations; None when there are none."""
+        if len(self.demonstrations) == 0:
+            return None
+        obs, actions, behaviour_log_probs = self.demonstrations.sample(self.batch_size or len(minibatch.actions), policy.device)
+        _, log_prob, _ = policy.evaluate_actions(obs, actions)
+        return abc_loss(log_prob, behaviour_log_probs, self.clip)

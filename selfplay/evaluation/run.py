@@ -1,0 +1,52 @@
+"""One evaluation: load Bob, run the tasks that fit the workspace, write the report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from selfplay.evaluation.policy import BobPolicy, load_bob
+from selfplay.evaluation.protocol import TaskResult, evaluate_task, resolve_tasks
+from selfplay.evaluation.report import log_to_wandb, save_video, write_report
+from selfplay.evaluation.workspace import describe_workspace, run_workspace, workspace_misfits
+
+
+def run_evaluation(cfg) -> list[TaskResult]:
+    """Evaluate per ``cfg`` (an :class:`selfplay.config.EvaluateConfig`) and write the report."""
+    import torch
+    from tqdm import tqdm
+
+    torch.set_num_threads(cfg.torch_threads)
+    tasks = resolve_tasks(cfg.tasks)
+    model, path = load_bob(cfg.run, cfg.checkpoint)
+    try:
+        bob = BobPolicy(model, deterministic=cfg.deterministic)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    slots = model.observation_space["mask"].shape[0]
+    workspace = run_workspace(path) if cfg.workspace == "run" else None
+    misfits = workspace_misfits(tasks, workspace)
+    if misfits and cfg.tasks:  # asked for by name: say so instead of skipping
+        raise ValueError(f"{', '.join(misfits)} cannot be laid out in this run's workspace "
+                         f"({describe_workspace(workspace)}): {next(iter(misfits.values()))}; "
+                         "evaluate with workspace=default")
+    for task_id, reason in misfits.items():
+        print(f"skipping {task_id}: {reason} (workspace=default runs it)", file=sys.stderr)
+    tasks = [t for t in tasks if t not in misfits]
+    out = Path(cfg.out) if cfg.out else (Path(cfg.run) / "eval" if cfg.run else path.parent / "eval")
+    results, videos = [], {}
+    with tqdm(total=len(tasks) * cfg.trials, desc="zero-shot eval", unit="trial", disable=not cfg.progress) as bar:
+        for task_id in tasks:
+            bar.set_postfix_str(task_id)
+            result, frames = evaluate_task(bob, task_id, cfg.trials, seed=cfg.seed, check=bob.check, record=cfg.video,
+                                           progress=bar.update, max_objects=slots, env_kwargs=workspace,
+                                           max_goals=cfg.goals_per_episode)
+            results.append(result)
+            if frames:
+                videos[task_id] = save_video(frames, out / "videos" / f"{task_id.split('/')[-1]}.mp4")
+    files = write_report(results, out, title=str(path), workspace=workspace, skipped=misfits)
+    if cfg.run:
+        log_to_wandb(Path(cfg.run), results, files, videos)
+    print((out / "results.md").read_text())
+    print(f"wrote {out}")
+    return results

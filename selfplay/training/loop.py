@@ -1,0 +1,216 @@
+"""The training loop: collect (the game relabels Alice's failed goals into demonstrations) ->
+train Alice -> train Bob (+ ABC) -> log -> checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch as th
+
+from selfplay.checkpoint import read_counters, resume_point, save_checkpoint, write_atomic
+from selfplay.collector import Collector
+from selfplay.config import Config
+from selfplay.game import ALICE, BOB
+from selfplay.learning import agent_observation_space, build_learner
+from selfplay.opponents import OpponentPool
+from selfplay.run_folder import MetricsLog, RunLock
+from selfplay.teachers import TEACHERS
+from selfplay.training.metrics import Progress, metrics_row
+from selfplay.training.resume import restore
+from selfplay.training.video import record_game
+from selfplay.training.wandb_run import start_wandb
+from selfplay.vec_env import game_config, make_vec_env
+
+log = logging.getLogger("selfplay")
+
+
+class Trainer:
+    """Owns the games, both learners, the snapshot pool and the run folder (locked from here to
+    :meth:`close`: a second trainer on the same folder stops with
+    :class:`selfplay.run_folder.RunFolderError`).
+
+    With ``cfg.resume``, restores the newest complete checkpoint (an incomplete newer one is
+    skipped with a warning); a checkpoint that does not fit this config raises
+    :class:`selfplay.config.ConfigError`. Nothing in the run folder is written before all of
+    that succeeded.
+    """
+
+    def __init__(self, cfg: Config, run_dir: Path) -> None:
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.venv = None
+        self._wandb = None
+        self._lock = RunLock(self.run_dir)
+        self._lock.acquire()
+        try:
+            self._build(cfg)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, cfg: Config) -> None:
+        th.set_num_threads(cfg.trainer.torch_threads)
+        np.random.seed(cfg.seed)
+        th.manual_seed(cfg.seed)
+        self.rules = game_config(cfg)
+        self.venv = make_vec_env(cfg)
+        space, actions = agent_observation_space(self.venv.observation_space), self.venv.action_space
+        self.learners = (build_learner(cfg, ALICE, space, actions), build_learner(cfg, BOB, space, actions))
+        self.pool = OpponentPool(
+            # untrained copies as templates: a trained policy cannot be deep-copied (autograd state)
+            (build_learner(cfg, ALICE, space, actions, template=True).policy, build_learner(cfg, BOB, space, actions, template=True).policy),
+            probability=cfg.pool.probability if TEACHERS[cfg.teacher.name].alice_proposes else 0.0,  # no Alice: no opponents
+            size=cfg.pool.size,
+            every=cfg.pool.every,
+        )
+        self.counters = {"env_steps": 0, "alice_steps": 0, "bob_steps": 0, "updates": 0, "games": 0, "wall_s": 0.0, "wandb_id": None}
+        if cfg.resume:
+            checkpoint = resume_point(Path(cfg.resume), report=log.warning)
+            if checkpoint is None:
+                log.warning("resume: %s was stopped before its first checkpoint; starting it over from step 0", cfg.resume)
+            else:
+                restore(checkpoint, self.learners, self.pool)
+                self.counters.update(read_counters(checkpoint))
+                for learner in self.learners:
+                    if learner.on_policy:  # SB3's count: passes over a batch
+                        learner.n_updates = self.counters["updates"] * learner.settings.n_epochs
+                log.info("resumed from %s at %d env steps", checkpoint, self.counters["env_steps"])
+        self.collector = Collector(self.venv, *self.learners, pool=self.pool, seed=cfg.seed + self.counters["updates"])
+        self.metrics: MetricsLog | None = None
+        self._checkpointed_at = self.counters["env_steps"] if cfg.resume else None  # env steps of the last checkpoint written
+        self.stopped_by: str | None = None  # the signal that ended train() early, if any
+
+    # -- the loop -------------------------------------------------------------------------------
+    def train(self, stop=None) -> dict:
+        """Run until ``trainer.total_steps`` env steps (or ``trainer.time_limit_minutes``, or
+        ``stop.received`` is set, see :class:`selfplay.processes.StopSignals`), then checkpoint;
+        returns the last metrics row.
+
+        The budget is exact up to one step of every game: the last update collects only what is
+        left of it, rounded up to a multiple of ``trainer.n_games`` (so it may be shorter than
+        ``trainer.rollout_steps``)."""
+        cfg = self.cfg
+        self._open_logs()
+        last: dict = {}
+        progress = Progress(cfg.logger.progress, cfg.trainer.total_steps, self.counters["env_steps"])
+        deadline = time.monotonic() + 60 * cfg.trainer.time_limit_minutes if cfg.trainer.time_limit_minutes else float("inf")
+        stopped = lambda: stop is not None and stop.received is not None  # noqa: E731
+        try:
+            while self.counters["env_steps"] < cfg.trainer.total_steps and time.monotonic() < deadline and not stopped():
+                last = self.iteration()
+                progress.update(self.counters["env_steps"], last)
+                if self.counters["updates"] % cfg.trainer.checkpoint_every == 0:
+                    self.checkpoint()
+                if cfg.trainer.video_every and self.counters["updates"] % cfg.trainer.video_every == 0 and not stopped():
+                    self.record_video()
+            self.stopped_by = stop.received if stopped() else None
+            if self._checkpointed_at != self.counters["env_steps"]:
+                self.checkpoint()
+        finally:
+            progress.close()
+            self.close()
+        return last
+
+    def iteration(self) -> dict:
+        """One collect -> update cycle; returns its metrics."""
+        cfg = self.cfg
+        start = time.perf_counter()
+        n_steps, left = cfg.trainer.rollout_steps, cfg.trainer.total_steps - self.counters["env_steps"]
+        stats = self.collector.collect(left if 0 < left < n_steps else n_steps)  # the budget's last, shorter update
+        collected = time.perf_counter()
+        alice, bob = self.learners
+        batches, demos = self.collector.take_batches((alice.gamma, bob.gamma), (alice.gae_lambda, bob.gae_lambda))
+        bob.set_demonstrations(demos)  # ABC: Bob's behaviour log-probabilities, before either update
+        train_stats = {}
+        for name, learner, batch in (("alice", alice, batches[ALICE]), ("bob", bob, batches[BOB])):
+            if not learner.on_policy:  # an off-policy Bob learns from his finished turns
+                result = learner.learn(self.collector.take_turns(), stats.steps[BOB])
+            elif batch is not None and len(batch["actions"]) >= 2:
+                result = learner.update(batch)
+            else:
+                continue
+            train_stats.update({f"{name}/{key}": float(value) for key, value in result.items()})
+        updated = time.perf_counter()
+        self.counters["env_steps"] += sum(stats.steps)
+        self.counters["alice_steps"] += stats.steps[ALICE]
+        self.counters["bob_steps"] += stats.steps[BOB]
+        self.counters["games"] += stats.games
+        self.counters["updates"] += 1
+        self.pool.maybe_snapshot(self.counters["updates"], (alice.policy, bob.policy))
+        row = metrics_row(cfg, self.rules, self.counters, stats, train_stats, (alice.stat_names, bob.stat_names),
+                          batches[BOB], collected - start, updated - collected, getattr(self.venv, "restarts", 0))
+        if cfg.eval.every and self.counters["updates"] % cfg.eval.every == 0:
+            row.update(self.holdout_eval())
+        self.counters["wall_s"] = self.counters.get("wall_s", 0.0) + time.perf_counter() - start
+        row["time/elapsed_s"] = self.counters["wall_s"]  # training wall time so far, resumes included
+        self._log(row)
+        return row
+
+    def holdout_eval(self) -> dict:
+        """A light zero-shot evaluation of the live Bob: ``eval/<task>/success`` and ``distance`` per task."""
+        from selfplay.evaluation import BobPolicy, evaluate_task
+
+        bob = BobPolicy(self.learners[BOB], deterministic=True)
+        out = {}
+        for task_id in self.cfg.eval.tasks:
+            result, _ = evaluate_task(bob, task_id, self.cfg.eval.trials, seed=self.cfg.seed, max_objects=self.cfg.env.max_objects,
+                                      env_kwargs=self.cfg.env.workspace(), max_goals=self.cfg.eval.goals_per_episode)
+            out[f"eval/{task_id}/success"] = result.success_rate
+            out[f"eval/{task_id}/distance"] = result.mean_final_distance
+        return out
+
+    # -- logs -----------------------------------------------------------------------------------
+    def _open_logs(self) -> None:
+        """metrics.csv cut back to the checkpoint this run starts from (see :class:`MetricsLog`); wandb."""
+        self.metrics = MetricsLog(self.run_dir / "metrics.csv", updates=self.counters["updates"])
+        if self.cfg.logger.wandb.mode != "disabled":
+            self._wandb = start_wandb(self.cfg, self.run_dir, self.counters.get("wandb_id"))
+            self.counters["wandb_id"] = self._wandb.id
+
+    def _log(self, row: dict) -> None:
+        self.metrics.append(row)
+        if self._wandb is not None:
+            self._wandb.log({k: v for k, v in row.items() if not (isinstance(v, float) and np.isnan(v))}, step=self.counters["env_steps"])
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def checkpoint(self) -> Path:
+        """Write ``checkpoints/step-N`` (see :mod:`selfplay.checkpoint`), metrics.csv flushed first."""
+        alice, bob = self.learners
+        if self.metrics is not None:
+            self.metrics.sync()
+        path = save_checkpoint(
+            self.run_dir,
+            self.counters["env_steps"],
+            {"alice.zip": alice.save, "bob.zip": bob.save, "pool.pt": lambda p: th.save(self.pool.state_dict(), p)},
+            self.counters,
+            keep=self.cfg.trainer.keep_checkpoints,
+        )
+        self._checkpointed_at = self.counters["env_steps"]
+        return path
+
+    def record_video(self, max_steps: int = 2000) -> Path:
+        """One whole game with the current policies: ``videos/game-<env steps>.mp4`` (and wandb)."""
+        path = self.run_dir / "videos" / f"game-{self.counters['env_steps']:09d}.mp4"
+        record_game(self.cfg, self.learners, self.cfg.seed + 10_000 + self.counters["updates"], path, max_steps)
+        if self._wandb is not None:
+            import wandb
+
+            self._wandb.log({"video/game": wandb.Video(str(path), format="mp4")}, step=self.counters["env_steps"])
+        return path
+
+    def close(self) -> None:
+        """Stop the games and wandb, release the run folder (safe to call more than once)."""
+        if self.venv is not None:
+            self.venv.close()
+            self.venv = None
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
+        self._lock.release()
+
+
+def save_config(cfg_yaml: str, run_dir: Path) -> None:
+    """The resolved config next to the checkpoints: a run can be reproduced from its folder."""
+    write_atomic(Path(run_dir) / "config.yaml", cfg_yaml)

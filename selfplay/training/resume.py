@@ -1,0 +1,70 @@
+"""Resuming a run: does a checkpoint fit this config, and loading it into the learners."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import gymnasium as gym
+import torch as th
+
+from selfplay.checkpoint import checkpoint_problem
+from selfplay.config import ConfigError
+from selfplay.opponents import OpponentPool
+
+log = logging.getLogger("selfplay")
+
+
+def restore(checkpoint: Path, learners: tuple, pool: OpponentPool) -> None:
+    """Load Alice's and Bob's zips and the snapshot pool from ``checkpoint``; a
+    :class:`ConfigError` naming the key or the file when it does not fit or is damaged."""
+    for name, learner in zip(("alice", "bob"), learners):
+        mismatch = architecture_mismatch(checkpoint / f"{name}.zip", learner, name)
+        if mismatch:
+            raise ConfigError(f"config error: resume: {mismatch} (checkpoint {checkpoint}); "
+                              "resume with the checkpoint's value, or start a new run")
+    alice, bob = learners
+    for name, load in (("alice.zip", alice.load), ("bob.zip", bob.load),
+                       ("pool.pt", lambda p: pool.load_state_dict(th.load(p, weights_only=False)))):
+        try:
+            load(checkpoint / name)
+        except Exception as error:  # noqa: BLE001 - torch / SB3 / zipfile raise many kinds
+            damaged = checkpoint_problem(checkpoint)
+            reason = f"it is incomplete ({damaged})" if damaged else "it does not fit this config"
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ConfigError(f"config error: resume: cannot load {checkpoint / name}: {reason}: {first}") from None
+
+
+def _architecture(agent: str, policy_kwargs: dict, observation_space: gym.spaces.Dict, action_space) -> dict:
+    """The config keys that fix a network's shapes, with their values in one model."""
+    extractor, head = policy_kwargs["features_extractor_kwargs"], policy_kwargs["net_arch"]
+    continuous = not hasattr(action_space, "nvec")  # an off-policy Bob (bob.algo=sac)
+    shapes = {
+        f"{agent}.algo": "sac" if continuous else "ppo",
+        f"{agent}.width": extractor["width"],
+        f"{agent}.depth": extractor["depth"],
+        f"{agent}.normalize_inputs": extractor.get("normalize", False),
+        f"{agent}.head": list(head["pi"] if isinstance(head, dict) else head),
+        "env.max_objects": observation_space["mask"].shape[0],
+    }
+    if not continuous:
+        shapes["env.action_bins"] = int(action_space.nvec[0])
+    return shapes
+
+
+def architecture_mismatch(zip_path: Path, learner, agent: str) -> str | None:
+    """The config key whose value differs between ``learner`` and the network saved in
+    ``zip_path`` (an SB3 zip), e.g. ``bob.width is 64 but the checkpoint was trained with 32``;
+    None if they match or the zip cannot be read (loading it then says why)."""
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    try:
+        data, _, _ = load_from_zip_file(zip_path, device="cpu", load_data=True)
+        saved = _architecture(agent, data["policy_kwargs"], data["observation_space"], data["action_space"])
+    except Exception:  # noqa: BLE001 - a damaged zip: the load reports it
+        return None
+    ours = _architecture(agent, learner.policy_kwargs, learner.observation_space, learner.action_space)
+    for key, value in ours.items():
+        if saved[key] != value:
+            return f"{key} is {value} but the checkpoint was trained with {saved[key]}"
+    return None
