@@ -409,10 +409,12 @@ class EvaluateConfig:
     progress: bool = MISSING  # a progress bar
     workspace: str = MISSING  # run: the training run's placement area and reset pose; default: TabletopEnv's
     torch_threads: int = MISSING  # torch intra-op threads (batch-1 inference gains nothing from more)
+    workers: int | None = MISSING  # game worker processes, trials in parallel with batched inference (None: one per CPU; 0: one trial at a time)
 
     def __post_init__(self) -> None:
         _require(self.trials >= 1, "trials", f"must be >= 1, got {self.trials}")
         _require(self.goals_per_episode >= 1, "goals_per_episode", f"must be >= 1, got {self.goals_per_episode}")
         _require(self.workspace in ("run", "default"), "workspace", f"must be 'run' or 'default', got {self.workspace!r}")
         _require(self.torch_threads >= 1, "torch_threads", f"must be >= 1, got {self.torch_threads}")
+        _require(self.workers is None or self.workers >= 0, "workers", f"must be >= 0, got {self.workers}")
         _require(bool(self.run) != bool(self.checkpoint), "run/checkpoint", "give exactly one of run=<run folder> or checkpoint=<bob zip>")

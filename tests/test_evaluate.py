@@ -12,24 +12,9 @@ from selfplay.evaluation import evaluate_task, wilson_interval
 from selfplay.game import BOB
 from selfplay.learning import agent_observation_space, build_learner
 from selfplay.vec_env import make_game
-from tests.helpers import tiny_config
+from tests.helpers import Oracle, idle, tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class Oracle:
-    """Solves every goal at once by teleporting the objects there (tests the counting)."""
-
-    def bind(self, env):
-        self.env = env
-
-    def __call__(self, obs):
-        self.env.set_object_poses(self.env.goal)
-        return np.zeros(6)
-
-
-def idle(obs):
-    return np.array([0, 0, 0, 0, 0, 1.0])
 
 
 def test_wilson_interval():

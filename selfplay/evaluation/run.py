@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from selfplay.evaluation.parallel import ParallelEvaluator
 from selfplay.evaluation.policy import BobPolicy, load_bob
-from selfplay.evaluation.protocol import TaskResult, evaluate_task, resolve_tasks
+from selfplay.evaluation.protocol import TaskResult, resolve_tasks
 from selfplay.evaluation.report import log_to_wandb, save_video, write_report
 from selfplay.evaluation.workspace import describe_workspace, run_workspace, workspace_misfits
 
@@ -35,12 +36,13 @@ def run_evaluation(cfg) -> list[TaskResult]:
     tasks = [t for t in tasks if t not in misfits]
     out = Path(cfg.out) if cfg.out else (Path(cfg.run) / "eval" if cfg.run else path.parent / "eval")
     results, videos = [], {}
-    with tqdm(total=len(tasks) * cfg.trials, desc="zero-shot eval", unit="trial", disable=not cfg.progress) as bar:
+    with tqdm(total=len(tasks) * cfg.trials, desc="zero-shot eval", unit="trial", disable=not cfg.progress) as bar, \
+            ParallelEvaluator(cfg.workers) as engine:  # workers=0: one trial at a time
         for task_id in tasks:
             bar.set_postfix_str(task_id)
-            result, frames = evaluate_task(bob, task_id, cfg.trials, seed=cfg.seed, check=bob.check, record=cfg.video,
-                                           progress=bar.update, max_objects=slots, env_kwargs=workspace,
-                                           max_goals=cfg.goals_per_episode)
+            result, frames = engine.evaluate_task(bob, task_id, cfg.trials, seed=cfg.seed, check=bob.check, record=cfg.video,
+                                                  progress=bar.update, max_objects=slots, env_kwargs=workspace,
+                                                  max_goals=cfg.goals_per_episode)
             results.append(result)
             if frames:
                 videos[task_id] = save_video(frames, out / "videos" / f"{task_id.split('/')[-1]}.mp4")
