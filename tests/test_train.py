@@ -128,9 +128,13 @@ def test_ray_backend_without_ray_installed_is_one_line_saying_how_to_install(tmp
 def test_named_experiments_compose():
     from selfplay.config import Config, compose_config
 
-    for name in ["quickstart", "paper_blocks", "learning_1block", "ablation_no_abc", "ablation_single_goal", "baseline_uniform"]:
+    names = sorted(p.stem for p in (ROOT / "selfplay" / "conf" / "experiment").glob("*.yaml"))
+    assert {"quickstart", "paper_blocks", "ladder_bob_near", "ladder_bob_near_sac", "baseline_uniform"} <= set(names)
+    for name in names:  # every shipped experiment composes and validates
         cfg = compose_config([f"experiment={name}"])
         assert isinstance(cfg, Config) and cfg.name == name
+    sac_rung = compose_config(["experiment=ladder_bob_near_sac"])
+    assert sac_rung.bob.algo == "sac" and sac_rung.teacher.goal_distance == [0.04, 0.08] and sac_rung.game.position_only
     assert compose_config(["experiment=ablation_no_abc"]).abc.enabled is False
     assert compose_config(["experiment=baseline_uniform"]).teacher.name == "uniform"
     assert compose_config(["experiment=ablation_single_goal"]).game.max_goals == 1
