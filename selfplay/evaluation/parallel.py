@@ -27,13 +27,11 @@ Workers die with the main process (:func:`selfplay.processes.follow_parent`) and
 
 from __future__ import annotations
 
-import copy
 import multiprocessing as mp
 import os
 import signal
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
@@ -41,10 +39,11 @@ import numpy as np
 import torch as th
 
 from selfplay.evaluation.policy import BobPolicy
-from selfplay.evaluation.protocol import MAX_GOALS, TaskResult, evaluate_task, position_error, wilson_interval
+from selfplay.evaluation.protocol import (MAX_GOALS, TaskResult, TaskSpec, TrialPlayer, TrialRecord, evaluate_task, make_eval_env,
+                                         summarize)
 from selfplay.learning.sac import continuous_actions
 from tabletop_env.env import STRUCTURED_KEYS
-from tabletop_env import TabletopEnv, make_task
+from tabletop_env import make_task
 
 #: Smallest batch the network sees (rows are padded): see the module's docstring.
 MIN_ROWS = 8
@@ -126,100 +125,7 @@ def _tensors(batch: dict[str, np.ndarray]) -> dict[str, th.Tensor]:
     return {k: th.as_tensor(v, dtype=th.float32) for k, v in batch.items()}
 
 
-# -- one game in a worker -------------------------------------------------------------------------
-@dataclass
-class TaskSpec:
-    """What the workers need to play a task's trials (:func:`evaluate_task`'s arguments)."""
-
-    task_id: str
-    seed: int
-    max_goals: int
-    max_objects: int
-    env_kwargs: dict | None
-    record: bool
-    local_act: Any = None  # a per-game act(obs) run in the workers; None: actions come from the main process
-
-
-@dataclass
-class GoalRecord:
-    """One goal of a trial: ``outcome`` (success, timeout, off_table, sim_error), env ``steps``
-    taken, object-goal distance (m) when set and when its turn ended."""
-
-    outcome: str
-    steps: int
-    start_distance: float
-    final_distance: float
-
-
-@dataclass
-class TrialRecord:
-    """One finished trial: its goals in order; ``frames`` (H, W, 3) of trial 0 when recording."""
-
-    trial: int
-    goals: list[GoalRecord] = field(default_factory=list)
-    frames: list[np.ndarray] = field(default_factory=list)
-
-
-def make_eval_env(task_id: str, task, max_objects: int, record: bool, env_kwargs: dict | None) -> TabletopEnv:
-    """A game of ``task`` as :func:`~selfplay.evaluation.protocol.evaluate_task` builds it: no truncation,
-    no termination on success (the trial's rules decide)."""
-    if len(task.objects) > max_objects:
-        raise ValueError(f"{task_id} has {len(task.objects)} objects but the checkpoint has {max_objects} object slots")
-    return TabletopEnv(task=task, max_objects=max_objects, terminate_on_success=False, max_episode_steps=2**62,
-                       render_mode="rgb_array" if record else None, **(env_kwargs or {}))
-
-
-class _Game:
-    """One game of a worker, playing trials one step at a time with evaluate_task's rules."""
-
-    def __init__(self, task, spec: TaskSpec) -> None:
-        self.task, self.spec = task, spec
-        self.env = make_eval_env(spec.task_id, task, spec.max_objects, spec.record, spec.env_kwargs)
-        self.goals_per_episode = 1 if task.fixed_layout else spec.max_goals
-        self.local_act = copy.deepcopy(spec.local_act)
-        if hasattr(self.local_act, "bind"):
-            self.local_act.bind(self.env)
-        self.record: TrialRecord | None = None
-
-    def start(self, trial: int) -> None:
-        """Reset to ``trial``'s layout and first goal."""
-        obs, _ = self.env.reset(seed=self.spec.seed * 100_003 + trial)
-        self.rng = np.random.default_rng([self.spec.seed, trial])
-        self.record = TrialRecord(trial)
-        self._begin_goal(obs)
-
-    def _begin_goal(self, obs: dict) -> None:
-        self.obs, self.steps, self.start_distance = obs, 0, position_error(self.env, obs)
-
-    def step(self, action: np.ndarray | None) -> TrialRecord | None:
-        """One env step with ``action`` (6,) (None: the local act's); the trial's record when it ended."""
-        env = self.env
-        obs, _, terminated, _, info = env.step(self.local_act(self.obs) if action is None else action)
-        self.steps += 1
-        if self.spec.record and self.record.trial == 0 and self.steps % 2 == 1:
-            self.record.frames.append(env.render())
-        if info["is_success"]:
-            outcome = "success"
-        elif terminated:
-            outcome = "sim_error" if info["sim_error"] else "off_table"
-        elif self.steps >= self.task.max_episode_steps:
-            outcome = "timeout"
-        else:
-            self.obs = obs
-            return None
-        self.record.goals.append(GoalRecord(outcome, self.steps, self.start_distance, position_error(env, obs)))
-        if outcome == "success" and len(self.record.goals) < self.goals_per_episode:
-            goal = self.task.sample_goal(env, self.rng)  # the next goal from wherever the objects are now
-            env.set_goal(goal.poses, goal.held_object)
-            self._begin_goal(env.refresh())
-            return None
-        record, self.record = self.record, None
-        return record
-
-    def close(self) -> None:
-        self.env.close()
-
-
+# -- the workers -----------------------------------------------------------------------------------
 def _worker(conn: Connection, parent_pid: int) -> None:
     """A worker process: plays the games (slots) of the current task the main process starts
     trials in, on its commands (``task``, ``step``, ``close``); replies ``("ok", ...)`` or
@@ -228,7 +134,7 @@ def _worker(conn: Connection, parent_pid: int) -> None:
 
     follow_parent(parent_pid)  # SIGKILL when the main process ends; Ctrl-C is the main process's
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # but SIGTERM ends us (multiprocessing's exit handler sends it)
-    task, spec, slots, live = None, None, {}, []  # slots: slot -> _Game; live: slots playing a trial
+    task, spec, slots, live = None, None, {}, []  # slots: slot -> TrialPlayer; live: slots playing a trial
     try:
         while True:
             command, *args = conn.recv()
@@ -250,7 +156,7 @@ def _worker(conn: Connection, parent_pid: int) -> None:
                             finished.append(record)
                     for slot, trial in starts:
                         if slot not in slots:
-                            slots[slot] = _Game(task, spec)
+                            slots[slot] = TrialPlayer(task, spec)
                         slots[slot].start(trial)
                     live = sorted(s for s in slots if slots[s].record is not None)
                     obs = None
@@ -427,24 +333,3 @@ class ParallelEvaluator:
                 offsets = np.cumsum([0] + [len(live[w]) for w, _ in observations])
                 for (w, _), a, b in zip(observations, offsets[:-1], offsets[1:]):
                     actions[w] = chosen[a:b]
-
-
-def summarize(task_id: str, records: Sequence[TrialRecord]) -> tuple[TaskResult, list[np.ndarray]]:
-    """The :class:`TaskResult` of a task's trial records (in trial order, as evaluate_task sums
-    them), and the recorded frames."""
-    goals = [goal for record in records for goal in record.goals]
-    solved = [goal.steps for goal in goals if goal.outcome == "success"]
-    failures: dict[str, int] = {}
-    for goal in goals:
-        if goal.outcome != "success":
-            failures[goal.outcome] = failures.get(goal.outcome, 0) + 1
-    low, high = wilson_interval(len(solved), len(goals))
-    result = TaskResult(
-        task=task_id, trials=len(records), goals=len(goals), successes=len(solved),
-        success_rate=len(solved) / len(goals) if goals else 0.0, ci_low=low, ci_high=high,
-        mean_steps_to_success=float(np.mean(solved)) if solved else float("nan"),
-        steps=sum(goal.steps for goal in goals), failures=failures,
-        mean_start_distance=float(np.mean([g.start_distance for g in goals])) if goals else float("nan"),
-        mean_final_distance=float(np.mean([g.final_distance for g in goals])) if goals else float("nan"),
-    )
-    return result, [frame for record in records for frame in record.frames]

@@ -5,9 +5,11 @@ goals attempted, with a 95 % Wilson interval. Deterministic for a given ``seed``
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -69,61 +71,21 @@ def evaluate_task(
     first trial.
     """
     task = make_task(task_id)
-    if len(task.objects) > max_objects:
-        raise ValueError(f"{task_id} has {len(task.objects)} objects but the checkpoint has {max_objects} object slots")
-    env = TabletopEnv(task=task, max_objects=max_objects, terminate_on_success=False, max_episode_steps=2**62,
-                      render_mode="rgb_array" if record else None, **(env_kwargs or {}))
-    if check is not None:
-        check(env, task_id)
-    if hasattr(act, "bind"):  # scripted players (tests) may need the env itself
-        act.bind(env)
-    goals_per_episode = 1 if task.fixed_layout else max_goals
-    goals = successes = total_steps = 0
-    steps_to_success: list[int] = []
-    start_distances: list[float] = []
-    final_distances: list[float] = []
-    failures: dict[str, int] = {}
-    frames: list[np.ndarray] = []
-    for trial in range(trials):
-        obs, _ = env.reset(seed=seed * 100_003 + trial)
-        rng = np.random.default_rng([seed, trial])
-        for goal_index in range(goals_per_episode):
-            if goal_index > 0:  # the next goal from wherever the objects are now
-                goal = task.sample_goal(env, rng)
-                env.set_goal(goal.poses, goal.held_object)
-                obs = env.refresh()
-            goals += 1
-            start_distances.append(position_error(env, obs))
-            outcome = "timeout"
-            for step in range(task.max_episode_steps):
-                obs, _, terminated, _, info = env.step(act(obs))
-                total_steps += 1
-                if record and trial == 0 and step % 2 == 0:
-                    frames.append(env.render())
-                if info["is_success"]:
-                    outcome = "success"
-                    break
-                if terminated:
-                    outcome = "sim_error" if info["sim_error"] else "off_table"
-                    break
-            final_distances.append(position_error(env, obs))
-            if outcome == "success":
-                successes += 1
-                steps_to_success.append(step + 1)
-            else:
-                failures[outcome] = failures.get(outcome, 0) + 1
-                break
-        if progress is not None:
-            progress()
-    env.close()
-    low, high = wilson_interval(successes, goals)
-    result = TaskResult(
-        task=task_id, trials=trials, goals=goals, successes=successes, success_rate=successes / goals if goals else 0.0,
-        ci_low=low, ci_high=high, mean_steps_to_success=float(np.mean(steps_to_success)) if steps_to_success else float("nan"),
-        steps=total_steps, failures=failures, mean_start_distance=float(np.mean(start_distances)) if goals else float("nan"),
-        mean_final_distance=float(np.mean(final_distances)) if goals else float("nan"),
-    )
-    return result, frames
+    player = TrialPlayer(task, TaskSpec(task_id, seed, max_goals, max_objects, env_kwargs, record, act), copy_act=False)
+    records = []
+    try:
+        if check is not None:
+            check(player.env, task_id)
+        for trial in range(trials):
+            player.start(trial)
+            while (finished := player.step(None)) is None:
+                pass
+            records.append(finished)
+            if progress is not None:
+                progress()
+    finally:
+        player.close()
+    return summarize(task_id, records)
 
 
 def position_error(env: TabletopEnv, obs: dict) -> float:
@@ -141,3 +103,118 @@ def resolve_tasks(tasks: Sequence[str] | None) -> list[str]:
     if unknown:
         raise ValueError(f"unknown task id(s) {unknown}; valid ids: {', '.join(valid)}")
     return list(tasks)
+
+
+@dataclass
+class TaskSpec:
+    """What a :class:`TrialPlayer` needs to play a task's trials (:func:`evaluate_task`'s arguments)."""
+
+    task_id: str
+    seed: int
+    max_goals: int
+    max_objects: int
+    env_kwargs: dict | None
+    record: bool
+    local_act: Any = None  # a per-game act(obs) run in the workers; None: actions come from the main process
+
+
+@dataclass
+class GoalRecord:
+    """One goal of a trial: ``outcome`` (success, timeout, off_table, sim_error), env ``steps``
+    taken, object-goal distance (m) when set and when its turn ended."""
+
+    outcome: str
+    steps: int
+    start_distance: float
+    final_distance: float
+
+
+@dataclass
+class TrialRecord:
+    """One finished trial: its goals in order; ``frames`` (H, W, 3) of trial 0 when recording."""
+
+    trial: int
+    goals: list[GoalRecord] = field(default_factory=list)
+    frames: list[np.ndarray] = field(default_factory=list)
+
+
+def make_eval_env(task_id: str, task, max_objects: int, record: bool, env_kwargs: dict | None) -> TabletopEnv:
+    """A game of ``task`` for the protocol: no truncation, no termination on success (the trial's
+    rules decide)."""
+    if len(task.objects) > max_objects:
+        raise ValueError(f"{task_id} has {len(task.objects)} objects but the checkpoint has {max_objects} object slots")
+    return TabletopEnv(task=task, max_objects=max_objects, terminate_on_success=False, max_episode_steps=2**62,
+                       render_mode="rgb_array" if record else None, **(env_kwargs or {}))
+
+
+class TrialPlayer:
+    """One game playing the protocol's trials one step at a time (the sequential path and each
+    game of a parallel worker): goals in a row from the trial's seeds until the first failure.
+    ``copy_act``: play with a copy of ``spec.local_act`` (games sharing a process need their own)."""
+
+    def __init__(self, task, spec: TaskSpec, copy_act: bool = True) -> None:
+        self.task, self.spec = task, spec
+        self.env = make_eval_env(spec.task_id, task, spec.max_objects, spec.record, spec.env_kwargs)
+        self.goals_per_episode = 1 if task.fixed_layout else spec.max_goals
+        self.local_act = copy.deepcopy(spec.local_act) if copy_act else spec.local_act
+        if hasattr(self.local_act, "bind"):
+            self.local_act.bind(self.env)
+        self.record: TrialRecord | None = None
+
+    def start(self, trial: int) -> None:
+        """Reset to ``trial``'s layout and first goal."""
+        obs, _ = self.env.reset(seed=self.spec.seed * 100_003 + trial)
+        self.rng = np.random.default_rng([self.spec.seed, trial])
+        self.record = TrialRecord(trial)
+        self._begin_goal(obs)
+
+    def _begin_goal(self, obs: dict) -> None:
+        self.obs, self.steps, self.start_distance = obs, 0, position_error(self.env, obs)
+
+    def step(self, action: np.ndarray | None) -> TrialRecord | None:
+        """One env step with ``action`` (6,) (None: the local act's); the trial's record when it ended."""
+        env = self.env
+        obs, _, terminated, _, info = env.step(self.local_act(self.obs) if action is None else action)
+        self.steps += 1
+        if self.spec.record and self.record.trial == 0 and self.steps % 2 == 1:
+            self.record.frames.append(env.render())
+        if info["is_success"]:
+            outcome = "success"
+        elif terminated:
+            outcome = "sim_error" if info["sim_error"] else "off_table"
+        elif self.steps >= self.task.max_episode_steps:
+            outcome = "timeout"
+        else:
+            self.obs = obs
+            return None
+        self.record.goals.append(GoalRecord(outcome, self.steps, self.start_distance, position_error(env, obs)))
+        if outcome == "success" and len(self.record.goals) < self.goals_per_episode:
+            goal = self.task.sample_goal(env, self.rng)  # the next goal from wherever the objects are now
+            env.set_goal(goal.poses, goal.held_object)
+            self._begin_goal(env.refresh())
+            return None
+        record, self.record = self.record, None
+        return record
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def summarize(task_id: str, records: Sequence[TrialRecord]) -> tuple[TaskResult, list[np.ndarray]]:
+    """The :class:`TaskResult` of a task's trial records (in trial order), and the recorded frames."""
+    goals = [goal for record in records for goal in record.goals]
+    solved = [goal.steps for goal in goals if goal.outcome == "success"]
+    failures: dict[str, int] = {}
+    for goal in goals:
+        if goal.outcome != "success":
+            failures[goal.outcome] = failures.get(goal.outcome, 0) + 1
+    low, high = wilson_interval(len(solved), len(goals))
+    result = TaskResult(
+        task=task_id, trials=len(records), goals=len(goals), successes=len(solved),
+        success_rate=len(solved) / len(goals) if goals else 0.0, ci_low=low, ci_high=high,
+        mean_steps_to_success=float(np.mean(solved)) if solved else float("nan"),
+        steps=sum(goal.steps for goal in goals), failures=failures,
+        mean_start_distance=float(np.mean([g.start_distance for g in goals])) if goals else float("nan"),
+        mean_final_distance=float(np.mean([g.final_distance for g in goals])) if goals else float("nan"),
+    )
+    return result, [frame for record in records for frame in record.frames]
