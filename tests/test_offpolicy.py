@@ -3,6 +3,7 @@ buffer whose hindsight goals and rewards agree with the simulator, a real SAC ch
 
 import numpy as np
 import pytest
+import torch as th
 from stable_baselines3 import SAC
 
 from selfplay.config import ConfigError
@@ -10,6 +11,7 @@ from selfplay.evaluation import BobPolicy, evaluate_task
 from selfplay.events import BobTurnEnded, GoalFinished, event_of
 from selfplay.game import BOB, SelfPlayGame
 from selfplay.learning.sac import DemonstrationCloning, OffPolicyBob, TurnReplayBuffer, goal_features, rotation_modes_for
+from selfplay.learning.sac_step import critic_pairs, sac_gradient_step, update_input_statistics
 from selfplay.training import Trainer
 from tabletop_env.scripted import move_action
 from tabletop_env.state import objects_at_goal
@@ -175,3 +177,51 @@ def test_cloning_pulls_the_actor_towards_the_demonstrated_actions(filled_buffer)
 def test_alice_cannot_be_off_policy():
     with pytest.raises(ConfigError, match="alice.algo"):
         tiny_config(**{"alice.algo": "sac"})
+
+
+class _Fixed:
+    """Hands SB3's ``SAC.train`` the minibatch our step gets (the comparison's only stand-in)."""
+
+    def __init__(self, batch):
+        self.batch = batch
+
+    def sample(self, batch_size, env=None):
+        return self.batch
+
+
+def test_our_sac_step_matches_sb3_sac_train(filled_buffer):
+    buffer, _, _ = filled_buffer
+    cfg = tiny_config(**{"bob.algo": "sac", "env.max_objects": 2})
+    space = uniform_game().observation_space
+    ours, reference = (OffPolicyBob(cfg, space, replay=False).model for _ in range(2))
+    reference.policy.load_state_dict(ours.policy.state_dict())
+    reference.log_ent_coef.data.copy_(ours.log_ent_coef.data)
+    targets = critic_pairs(ours)
+    for step in range(3):
+        batch = buffer.sample(64)
+        th.manual_seed(step)
+        stats = sac_gradient_step(ours, batch, targets)
+        th.manual_seed(step)
+        reference.replay_buffer = _Fixed(batch)
+        reference.train(gradient_steps=1, batch_size=64)
+    for key, value in reference.policy.state_dict().items():
+        np.testing.assert_allclose(ours.policy.state_dict()[key].numpy(), value.numpy(), rtol=1e-4, atol=1e-6, err_msg=key)
+    np.testing.assert_allclose(ours.log_ent_coef.item(), reference.log_ent_coef.item(), rtol=1e-5)
+    assert ours._n_updates == reference._n_updates == 3
+    np.testing.assert_allclose(float(stats["critic_loss"]), reference.logger.name_to_value["train/critic_loss"], rtol=1e-4)
+    # the target critic moved towards the critic, by tau per step
+    assert not np.allclose(ours.critic_target.state_dict()["qf0.0.weight"].numpy(), OffPolicyBob(cfg, space, replay=False)
+                           .model.critic_target.state_dict()["qf0.0.weight"].numpy())
+
+
+def test_a_normalising_sac_bob_learns_its_input_statistics(filled_buffer):
+    buffer, _, _ = filled_buffer
+    cfg = tiny_config(**{"bob.algo": "sac", "env.max_objects": 2, "bob.normalize_inputs": True})
+    model = OffPolicyBob(cfg, uniform_game().observation_space, replay=False).model
+    batch = buffer.sample(256)
+    update_input_statistics(model, batch.observations)
+    robot = batch.observations["robot"].double()
+    for network in (model.actor, model.critic, model.critic_target):
+        norm = network.features_extractor.robot_norm
+        np.testing.assert_allclose(norm.mean.numpy(), robot.mean(0).numpy(), atol=1e-6)
+        assert int(norm.count) == 256

@@ -30,6 +30,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from selfplay.config import Config
 from selfplay.game import BOB, STRUCTURED_KEYS
 from selfplay.learning.cloning import goal_features
+from selfplay.learning.sac_step import critic_pairs, sac_gradient_step, update_input_statistics
 from selfplay.policies import observation_tensors, policy_kwargs
 from tabletop_env.env import POSE_SIZE, object_rotation_modes
 from tabletop_env.objects import blocks
@@ -194,6 +195,16 @@ def is_continuous(policy) -> bool:
     return hasattr(policy, "actor")
 
 
+def fused_adam(device: str) -> dict[str, Any]:
+    """Adam's keyword arguments for the SAC networks: ``fused=True`` where this torch has a fused
+    Adam for ``device`` (6x faster steps for these small networks on a CPU), else none."""
+    try:
+        th.optim.Adam([th.zeros(1, device=th.device("cpu" if device == "auto" else device), requires_grad=True)], fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return {}
+    return {"fused": True}
+
+
 class _Spaces(gym.Env):
     """Carries the spaces SB3's ``SAC`` needs to build itself; never stepped."""
 
@@ -224,6 +235,7 @@ class OffPolicyBob:
         actions = gym.spaces.Box(-1.0, 1.0, shape=(ACTION_DIMS,), dtype=np.float32)
         kwargs = policy_kwargs(use_goal=True, width=b.width, depth=b.depth, head=tuple(b.head), normalize=b.normalize_inputs)
         kwargs["net_arch"] = list(b.head)  # SAC: the same head sizes for actor and critics
+        kwargs["optimizer_kwargs"] = fused_adam(cfg.trainer.device)
         self.model = SAC("MultiInputPolicy", DummyVecEnv([lambda: _Spaces(space, actions)]), learning_rate=b.learning_rate,
                          buffer_size=1, batch_size=b.batch_size, tau=b.tau, gamma=b.gamma, learning_starts=0,
                          target_entropy="auto" if b.target_entropy is None else b.target_entropy,
@@ -236,6 +248,7 @@ class OffPolicyBob:
                                                         informative_only=b.her_informative_only)
         self.cloning = DemonstrationCloning(cfg.abc.beta if cfg.abc.enabled else 0.0, seed=cfg.seed)
         self._gradient_credit = 0.0  # gradient steps owed (fractions carried over)
+        self._targets = critic_pairs(self.model)
 
     @property
     def policy(self):
@@ -270,13 +283,18 @@ class OffPolicyBob:
         self._gradient_credit += new_steps * b.updates_per_step
         steps = int(self._gradient_credit)
         self._gradient_credit -= steps
-        cloning = []
+        model.policy.set_training_mode(True)
+        steps_stats, cloning = [], []
         for _ in range(steps):
-            model.train(gradient_steps=1, batch_size=b.batch_size)
+            batch = model.replay_buffer.sample(b.batch_size)
+            update_input_statistics(model, batch.observations)
+            steps_stats.append(sac_gradient_step(model, batch, self._targets))
             cloning.append(self.cloning.step(model, b.batch_size))
-        stats = {k.split("/")[-1]: float(v) for k, v in model.logger.name_to_value.items()}
-        model.logger.name_to_value.clear()
-        if steps and not np.isnan(cloning).all():
+        if not steps:
+            return {}
+        stats = {k: float(th.stack([s[k] for s in steps_stats]).mean()) for k in steps_stats[0]}
+        stats["learning_rate"], stats["n_updates"] = model.lr_schedule(1.0), float(model._n_updates)
+        if not np.isnan(cloning).all():
             stats["abc_loss"] = float(np.nanmean(cloning))
         return stats
 
