@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from selfplay.events import BobTurnEnded, Demonstration, GoalFinished, GoalResult, SimulationError
+from selfplay.events import AliceTurn, BobTurnEnded, Demonstration, GoalFinished, GoalResult, SimulationError
 from selfplay.game import ALICE, BOB, STRUCTURED_KEYS
 from selfplay.learning.sac import continuous_actions, is_continuous
 from selfplay.opponents import OpponentPool
@@ -62,6 +62,7 @@ class RolloutStats:
     demonstrations: int = 0
     demonstration_steps: int = 0
     hindsight_demonstrations: int = 0  # Bob's own failed turns among the demonstrations
+    replayed_alice_turns: int = 0  # Alice's turns handed to an off-policy Bob's replay (bob.replay_alice)
     snapshot_games: int = 0
     sim_errors: int = 0
     lost_games: int = 0  # games dropped half-played because their worker died
@@ -182,6 +183,9 @@ class Collector:
                 else:
                     stats.demonstrations += 1
                     stats.demonstration_steps += len(event.actions)
+            elif isinstance(event, AliceTurn):  # an off-policy Bob replays it as his own experience
+                self._finished_turns.append((self.episodes[game], event.observations, event.actions))
+                stats.replayed_alice_turns += 1
             elif isinstance(event, BobTurnEnded) and event.sits_out and streams[BOB]:
                 streams[BOB][-1].done = True
                 self._close_stream(game, BOB)

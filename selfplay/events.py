@@ -56,6 +56,17 @@ class Demonstration:
 
 
 @dataclass
+class AliceTurn:
+    """Alice's valid turn as Bob would have seen it with her goal (the poses she left), for an
+    off-policy Bob's replay buffer (``bob.replay_alice``): ``observations``, T + 1 dicts of the
+    structured keys (before each step and after her last), and ``actions`` (T, 6), the action
+    values she played. Sent for every valid goal, whether Bob then fails it or not."""
+
+    observations: list[dict[str, np.ndarray]]
+    actions: np.ndarray
+
+
+@dataclass
 class BobTurnEnded:
     """Bob's turn is over. ``sits_out``: he failed and plays no more goals this game (his
     trajectory ends); ``last_observation``: the structured keys after his last step, for an

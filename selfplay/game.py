@@ -20,7 +20,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from selfplay.events import BobTurnEnded, Demonstration, GameOver, GoalFinished, GoalProposed, GoalResult, SimulationError
+from selfplay.events import AliceTurn, BobTurnEnded, Demonstration, GameOver, GoalFinished, GoalProposed, GoalResult, SimulationError
 from selfplay.teachers import make_teacher
 from tabletop_env import TabletopEnv
 from tabletop_env.env import STRUCTURED_KEYS  # the observation keys the agents' networks read
@@ -78,6 +78,9 @@ class GameConfig:
     # demonstrations and replay keep the actions as the policies chose them.
     translation_scale: float
     bob_fingers_closed: bool
+    # Every valid turn of Alice's is also sent whole (AliceTurn), for an off-policy Bob who
+    # replays her turns as his own experience (bob.replay_alice).
+    alice_turns_for_replay: bool
 
     def alice_reward(self, result: GoalResult) -> float:
         """Alice's reward for one goal (docs/method.md section 3's table): 0 for an invalid goal,
@@ -242,6 +245,8 @@ class SelfPlayGame(gym.Env):
         self._alice_state = self.sim.get_state()
         self._goal = goal
         info["events"].append(GoalProposed(goal.copy()))
+        if c.alice_turns_for_replay:
+            info["events"].append(self._alice_turn(self._observe(obs), goal))
         if self._bob_out:  # Bob sits out: the goal counts as failed and becomes a demonstration
             info["events"] += [self._demonstration(self._alice_trace, self._goal), GoalFinished(result)]
             return self._next_goal(info, result, c.alice_reward(result))  # paid at once
@@ -275,6 +280,16 @@ class SelfPlayGame(gym.Env):
             stacked=int(stacked.sum()),
             distance=float(np.linalg.norm(goal[:, :3] - self._turn_start_poses[:, :3], axis=1).max()),
         )
+
+    def _alice_turn(self, last_observation: dict, goal: np.ndarray) -> AliceTurn:
+        """Alice's turn that just ended (observation ``last_observation`` after her last step) as
+        an :class:`AliceTurn` towards ``goal`` (n, 7)."""
+        from selfplay.learning.cloning import relabel
+
+        trace = [o for o, _ in self._alice_trace] + [last_observation]
+        stacked = relabel({k: np.stack([o[k] for o in trace]) for k in trace[0]}, goal)
+        observations = [{k: stacked[k][t] for k in STRUCTURED_KEYS} for t in range(len(trace))]
+        return AliceTurn(observations, np.stack([a for _, a in self._alice_trace]).astype(np.float32))
 
     def _demonstration(self, trace: list[tuple[dict, np.ndarray]], goal: np.ndarray, hindsight: bool = False) -> Demonstration:
         """A turn's (observation, action values) trace as Bob would have seen it with ``goal``

@@ -29,7 +29,7 @@ class GameWorkersLost(RuntimeError):
 
 def game_config(cfg: Config) -> GameConfig:
     """The game rules of a run's config: ``game.*`` as they are, the teacher's goal source
-    (``teacher.*``), and Bob's kind of actions (``bob.algo``)."""
+    (``teacher.*``), and Bob's kind of actions and replay (``bob.algo``, ``bob.replay_alice``)."""
     rules = {f.name: getattr(cfg.game, f.name) for f in fields(GameSchema)}
     return GameConfig(
         **rules,
@@ -37,6 +37,7 @@ def game_config(cfg: Config) -> GameConfig:
         uniform_tasks=tuple(cfg.teacher.uniform_tasks),
         goal_distance=None if cfg.teacher.goal_distance is None else tuple(cfg.teacher.goal_distance),
         bob_actions="continuous" if cfg.bob.algo == "sac" else "discrete",
+        alice_turns_for_replay=cfg.bob.algo == "sac" and cfg.bob.replay_alice,
     )
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-from selfplay.events import BobTurnEnded, Demonstration, GameOver, GoalFinished, GoalProposed, event_of, events_of
+from selfplay.events import AliceTurn, BobTurnEnded, Demonstration, GameOver, GoalFinished, GoalProposed, event_of, events_of
 from selfplay.game import ALICE, BOB, SelfPlayGame
 from tests.helpers import HOLD, game_rules, push_actions
 
@@ -332,3 +332,28 @@ def test_alice_starts_next_to_a_block_outside_the_placement_area_while_the_arm_r
         game._move_arm_for_alice()
         tool = game.sim.robot.tool_pose()[0]
         assert 0.075 < np.linalg.norm(tool[:2] - np.array(xy)) < 0.125
+
+
+def test_alice_turn_for_an_off_policy_bob_is_her_whole_turn_towards_her_goal():
+    game = make_game(bob_actions="continuous", alice_turns_for_replay=True)
+    played = []
+
+    def recording(policy):
+        for action in policy:
+            played.append(action)  # bin indices
+            yield action
+
+    obs, _, _, info = play_alice(game, recording(push_actions(game)))
+    turn = event_of(info, AliceTurn)
+    goal = event_of(info, GoalProposed).goal
+    assert len(turn.observations) == len(turn.actions) + 1 == game.config.alice_steps + 1
+    np.testing.assert_allclose(turn.actions, game.action_values[np.stack(played)], atol=1e-6)  # as values
+    # every observation asks for her final poses, and the last one shows the objects there
+    for o in turn.observations:
+        np.testing.assert_allclose(o["goal"][0, :7], goal[0], atol=1e-6)
+        np.testing.assert_allclose(o["goal"][0, 7:], goal[0, :3] - o["objects"][0, :3], atol=1e-5)
+    np.testing.assert_allclose(turn.observations[-1]["objects"][0, :7], goal[0], atol=1e-5)
+    assert np.linalg.norm(turn.observations[0]["objects"][0, :3] - goal[0, :3]) > 0.05
+    # off by default
+    default = make_game(bob_actions="continuous")
+    assert not event_of(play_alice(default, push_actions(default))[3], AliceTurn)

@@ -225,3 +225,40 @@ def test_a_normalising_sac_bob_learns_its_input_statistics(filled_buffer):
         norm = network.features_extractor.robot_norm
         np.testing.assert_allclose(norm.mean.numpy(), robot.mean(0).numpy(), atol=1e-6)
         assert int(norm.count) == 256
+
+
+def test_moved_share_draws_that_share_from_turns_that_moved_an_object():
+    space = uniform_game().observation_space
+
+    def turn(travel: float, steps: int = 10) -> tuple[list[dict], np.ndarray]:
+        observations = []
+        for t in range(steps + 1):
+            o = {k: np.zeros(space[k].shape, dtype=np.float32) for k in ("robot", "objects", "goal", "mask")}
+            o["mask"][0] = 1.0
+            o["objects"][0, 0] = travel * t / steps  # x of the one real object
+            o["objects"][0, 6] = 1.0  # identity quaternion (xyzw)
+            o["goal"][0, 6] = 1.0
+            observations.append(o)
+        return observations, np.zeros((steps, 6), dtype=np.float32)
+
+    def share_from_moved(moved_share: float) -> float:
+        buffer = TurnReplayBuffer(1000, space, rotation_modes_for(1, 2, np.array([0])), her_ratio=0.0, seed=0,
+                                  moved_share=moved_share)
+        for travel in (0.0, 0.0, 0.05, 0.0, 0.005):  # one turn moved its object 5 cm; 5 mm does not count
+            buffer.add_turn(*turn(travel))
+        index = buffer._sample_index(2000)
+        return float(buffer.moved[index].mean())
+
+    assert share_from_moved(0.0) == pytest.approx(0.2, abs=0.04)  # uniform: 1 turn in 5
+    assert share_from_moved(0.75) == pytest.approx(0.75 + 0.25 * 0.2, abs=0.04)
+    assert share_from_moved(1.0) == 1.0
+
+
+def test_alice_turns_join_the_replay_of_an_off_policy_bob_who_asks(tmp_path):
+    cfg = tiny_config(**{"bob.algo": "sac", "bob.replay_alice": True, "bob.learning_starts": 10_000, "trainer.total_steps": 512})
+    trainer = Trainer(cfg, tmp_path)
+    row = trainer.train()
+    buffer = trainer.learners[BOB].model.replay_buffer
+    assert row["abc/replayed_alice_turns"] >= 1
+    # the buffer holds Bob's steps and Alice's (T steps per valid goal of hers)
+    assert len(buffer) > trainer.counters["bob_steps"]

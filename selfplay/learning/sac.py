@@ -37,6 +37,9 @@ from tabletop_env.objects import blocks
 from tabletop_env.state import ROTATION_IGNORE, objects_at_goal
 from tabletop_env.wrappers import ACTION_DIMS, bin_values
 
+#: An object that travelled this far (m) during a turn makes it a "moved" turn (``bob.moved_share``).
+MOVED_TURN = 0.01
+
 #: SB3's SAC statistics, logged for an off-policy Bob.
 SAC_STATS = ("learning_rate", "actor_loss", "critic_loss", "ent_coef", "ent_coef_loss", "n_updates")
 
@@ -53,15 +56,20 @@ class TurnReplayBuffer:
         informative_only: relabel only with goals the objects do not satisfy yet before the step
             (with a 4 cm success radius most later poses of a turn are "already there" and teach
             that leaving the objects alone succeeds); such samples keep their turn's goal.
+        moved_share: share of each minibatch drawn from turns in which an object moved at least
+            ``MOVED_TURN`` (the rest uniformly from all): under random play few turns touch the
+            block, and only those teach what moves it (a simple form of Zhao and Tresp's 2018
+            energy-based prioritisation). 0: uniform sampling.
         seed: the buffer's own random generator.
     """
 
     def __init__(self, capacity: int, spaces: gym.spaces.Dict, rotation_modes: np.ndarray, her_ratio: float = 0.8,
-                 seed: int | None = None, device: str = "cpu", informative_only: bool = False) -> None:
-        if capacity < 1 or not 0.0 <= her_ratio <= 1.0:
-            raise ValueError(f"need capacity >= 1 and her_ratio in [0, 1], got {capacity}, {her_ratio}")
+                 seed: int | None = None, device: str = "cpu", informative_only: bool = False,
+                 moved_share: float = 0.0) -> None:
+        if capacity < 1 or not 0.0 <= her_ratio <= 1.0 or not 0.0 <= moved_share <= 1.0:
+            raise ValueError(f"need capacity >= 1, her_ratio and moved_share in [0, 1], got {capacity}, {her_ratio}, {moved_share}")
         self.capacity, self.her_ratio, self.device = capacity, her_ratio, device
-        self.informative_only = informative_only
+        self.informative_only, self.moved_share = informative_only, moved_share
         self.modes = np.asarray(rotation_modes)
         m = spaces["mask"].shape[0]
         self.robot = np.zeros((2, capacity, *spaces["robot"].shape), dtype=np.float32)  # [now, next]
@@ -72,6 +80,7 @@ class TurnReplayBuffer:
         self.actions = np.zeros((capacity, ACTION_DIMS), dtype=np.float32)
         self.turn = np.full(capacity, -1, dtype=np.int64)  # turn number of each slot
         self.turn_end = np.zeros(capacity, dtype=np.int64)  # slot of its turn's last transition
+        self.moved = np.zeros(capacity, dtype=bool)  # an object of its turn moved >= MOVED_TURN
         self.pos, self.size, self._turns = 0, 0, 0
         self._rng = np.random.default_rng(seed)
 
@@ -98,6 +107,8 @@ class TurnReplayBuffer:
         self.actions[slots] = actions
         self.turn[slots] = self._turns
         self.turn_end[slots] = slots[-1]
+        travel = np.linalg.norm(stack["objects"][:, :, :3] - stack["objects"][0, :, :3], axis=-1) * stack["mask"][0]
+        self.moved[slots] = travel.max() >= MOVED_TURN
         self._turns += 1
         self.pos = int((self.pos + steps) % self.capacity)
         self.size = min(self.size + steps, self.capacity)
@@ -105,7 +116,7 @@ class TurnReplayBuffer:
     def sample(self, batch_size: int, env: Any = None) -> DictReplayBufferSamples:
         """A minibatch for ``SAC.train``: observations, actions (B, 6), next observations,
         dones and rewards (B, 1), with hindsight goals on a ``her_ratio`` share."""
-        index = self._rng.integers(self.size, size=batch_size)
+        index = self._sample_index(batch_size)
         goal = self.goal[index].copy()
         relabel = self._rng.random(batch_size) < self.her_ratio
         if relabel.any():
@@ -133,6 +144,15 @@ class TurnReplayBuffer:
             dones=to(success[:, None]),
             rewards=to(success[:, None]),
         )
+
+    def _sample_index(self, batch_size: int) -> np.ndarray:
+        """Slots of a minibatch: a ``moved_share`` of them from turns that moved an object."""
+        index = self._rng.integers(self.size, size=batch_size)
+        if self.moved_share > 0:
+            moved = np.flatnonzero(self.moved[: self.size])
+            n = int(round(self.moved_share * batch_size)) if len(moved) else 0
+            index[:n] = moved[self._rng.integers(len(moved), size=n)]
+        return index
 
     def _observations(self, which: int, index: np.ndarray, goal: np.ndarray, mask: np.ndarray) -> dict[str, th.Tensor]:
         objects = self.objects[which, index]
@@ -245,7 +265,7 @@ class OffPolicyBob:
             n = cfg.env.n_objects
             modes = rotation_modes_for(n, cfg.env.max_objects, object_rotation_modes(blocks(n), cfg.game.position_only))
             self.model.replay_buffer = TurnReplayBuffer(b.buffer_size, space, modes, her_ratio=b.her_ratio, seed=cfg.seed,
-                                                        informative_only=b.her_informative_only)
+                                                        informative_only=b.her_informative_only, moved_share=b.moved_share)
         self.cloning = DemonstrationCloning(cfg.abc.beta if cfg.abc.enabled else 0.0, seed=cfg.seed)
         self._gradient_credit = 0.0  # gradient steps owed (fractions carried over)
         self._targets = critic_pairs(self.model)

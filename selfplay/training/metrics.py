@@ -44,6 +44,7 @@ def metrics_row(cfg: Config, rules: GameConfig, counters: dict, stats: RolloutSt
         "abc/demonstrations": stats.demonstrations,
         "abc/demonstration_steps": stats.demonstration_steps,
         "abc/hindsight_demonstrations": stats.hindsight_demonstrations,
+        "abc/replayed_alice_turns": stats.replayed_alice_turns,
         "game/games": stats.games,
         "game/snapshot_games": stats.snapshot_games,
         "game/sim_errors": stats.sim_errors,
