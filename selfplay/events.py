@@ -23,6 +23,8 @@ class GoalResult:
     lifted: int = 0  # objects whose goal is above the table (not resting)
     stacked: int = 0  # objects resting on another object
     distance: float = 0.0  # m, the largest object displacement from the turn's start to the goal
+    start: np.ndarray | None = None  # (n, 7) object poses at the start of Alice's turn (valid goals)
+    goal: np.ndarray | None = None  # (n, 7) the goal's object poses (valid goals)
 
 
 @dataclass

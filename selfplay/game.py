@@ -279,6 +279,8 @@ class SelfPlayGame(gym.Env):
             lifted=int((raised & ~stacked).sum()),
             stacked=int(stacked.sum()),
             distance=float(np.linalg.norm(goal[:, :3] - self._turn_start_poses[:, :3], axis=1).max()),
+            start=self._turn_start_poses.copy(),
+            goal=goal.copy(),
         )
 
     def _alice_turn(self, last_observation: dict, goal: np.ndarray) -> AliceTurn:

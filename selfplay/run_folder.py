@@ -100,7 +100,8 @@ def fresh_run_problem(run_dir: Path) -> str | None:
 
 
 class MetricsLog:
-    """``metrics.csv``: one row per update, the run's history.
+    """``metrics.csv``: one row per update, the run's history (also ``goals.csv``: one row per
+    object of each of Alice's valid goals, tagged with its update).
 
     Opened for a resume (``updates``: the update count of the checkpoint resumed from), rows
     logged after that checkpoint are cut (the resumed run logs those updates again) and a torn
@@ -130,7 +131,7 @@ class MetricsLog:
         column = self.header.index("updates") if "updates" in self.header else None
         kept = [r for r in body if len(r) == len(self.header) and (column is None or _number(r[column]) <= updates)]
         if torn or len(kept) != len(body):
-            log.info("metrics.csv: kept %d rows up to update %d (dropped %d logged after that checkpoint%s)",
+            log.info("%s: kept %d rows up to update %d (dropped %d logged after that checkpoint%s)", self.path.name,
                      len(kept), updates, len(body) - len(kept), ", and a torn last line" if torn else "")
             self._rewrite(self.header, kept)
 
@@ -151,7 +152,7 @@ class MetricsLog:
                 old = list(csv.reader(f))[1:]
             self.header = self.header + new
             self._rewrite(self.header, [r + [""] * len(new) for r in old])
-            log.info("metrics.csv: new columns %s (earlier rows have them empty)", ", ".join(new))
+            log.info("%s: new columns %s (earlier rows have them empty)", self.path.name, ", ".join(new))
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=self.header, restval="", lineterminator="\n").writerow(row)
 

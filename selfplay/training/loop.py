@@ -18,6 +18,7 @@ from selfplay.learning import agent_observation_space, build_learner
 from selfplay.opponents import OpponentPool
 from selfplay.run_folder import MetricsLog, RunLock
 from selfplay.teachers import TEACHERS
+from selfplay.training.alice_goals import GOALS_FILE, goal_rows, write_report
 from selfplay.training.metrics import Progress, metrics_row
 from selfplay.training.resume import restore
 from selfplay.training.video import record_game
@@ -79,6 +80,7 @@ class Trainer:
                 log.info("resumed from %s at %d env steps", checkpoint, self.counters["env_steps"])
         self.collector = Collector(self.venv, *self.learners, pool=self.pool, seed=cfg.seed + self.counters["updates"])
         self.metrics: MetricsLog | None = None
+        self.goals_log: MetricsLog | None = None  # goals.csv: Alice's valid goals (with an Alice)
         self._checkpointed_at = self.counters["env_steps"] if cfg.resume else None  # env steps of the last checkpoint written
         self.stopped_by: str | None = None  # the signal that ended train() early, if any
 
@@ -108,6 +110,7 @@ class Trainer:
             self.stopped_by = stop.received if stopped() else None
             if self._checkpointed_at != self.counters["env_steps"]:
                 self.checkpoint()
+            self.report_alice_goals()
         finally:
             progress.close()
             self.close()
@@ -146,6 +149,9 @@ class Trainer:
         self.counters["wall_s"] = self.counters.get("wall_s", 0.0) + time.perf_counter() - start
         row["time/elapsed_s"] = self.counters["wall_s"]  # training wall time so far, resumes included
         self._log(row)
+        if self.goals_log is not None:
+            for goal_row in goal_rows(stats.goals, self.counters["env_steps"], self.counters["updates"]):
+                self.goals_log.append(goal_row)
         return row
 
     def holdout_eval(self) -> dict:
@@ -165,6 +171,8 @@ class Trainer:
     def _open_logs(self) -> None:
         """metrics.csv cut back to the checkpoint this run starts from (see :class:`MetricsLog`); wandb."""
         self.metrics = MetricsLog(self.run_dir / "metrics.csv", updates=self.counters["updates"])
+        if TEACHERS[self.cfg.teacher.name].alice_proposes:
+            self.goals_log = MetricsLog(self.run_dir / GOALS_FILE, updates=self.counters["updates"])
         if self.cfg.logger.wandb.mode != "disabled":
             self._wandb = start_wandb(self.cfg, self.run_dir, self.counters.get("wandb_id"))
             self.counters["wandb_id"] = self._wandb.id
@@ -178,8 +186,9 @@ class Trainer:
     def checkpoint(self) -> Path:
         """Write ``checkpoints/step-N`` (see :mod:`selfplay.checkpoint`), metrics.csv flushed first."""
         alice, bob = self.learners
-        if self.metrics is not None:
-            self.metrics.sync()
+        for log_file in (self.metrics, self.goals_log):
+            if log_file is not None:
+                log_file.sync()
         path = save_checkpoint(
             self.run_dir,
             self.counters["env_steps"],
@@ -189,6 +198,22 @@ class Trainer:
         )
         self._checkpointed_at = self.counters["env_steps"]
         return path
+
+    def report_alice_goals(self) -> Path | None:
+        """What Alice discovered so far (:mod:`selfplay.training.alice_goals`): the table and
+        picture in the run folder, and in wandb. Returns the picture's path (None: no goals)."""
+        report = write_report(self.run_dir, (self.cfg.env.placement_low, self.cfg.env.placement_high))
+        if report is None:
+            return None
+        table, picture = report
+        if self._wandb is not None:
+            import wandb
+
+            from selfplay.training.alice_goals import COLUMNS
+
+            self._wandb.log({"alice/goals_table": wandb.Table(columns=list(COLUMNS), data=table),
+                             "alice/goals_picture": wandb.Image(str(picture))}, step=self.counters["env_steps"])
+        return picture
 
     def record_video(self, max_steps: int = 2000) -> Path:
         """One whole game with the current policies: ``videos/game-<env steps>.mp4`` (and wandb)."""
