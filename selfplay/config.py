@@ -140,6 +140,7 @@ class AgentConfig:
     her_informative_only: bool = MISSING  # only hindsight goals the objects do not already satisfy before the step
     moved_share: float = MISSING  # share of each minibatch from turns in which an object moved
     replay_alice: bool = MISSING  # Alice's valid turns (towards the goals she left) join Bob's replay
+    action_l2: float = MISSING  # weight of the actor's mean squared action in its loss
     learning_starts: int = MISSING  # transitions in the buffer before the first gradient step
     target_entropy: float | None = MISSING  # SAC's entropy target (nats), its weight tuned to keep it; None: SB3's -6
 
@@ -153,8 +154,8 @@ class AgentConfig:
                  f"must be positive or null, got {self.clip_range_vf}")
         _require(self.algo in ("ppo", "sac"), "agent.algo", f"must be ppo or sac, got {self.algo!r}")
         _require(self.buffer_size >= 1 and self.updates_per_step > 0 and 0 < self.tau <= 1 and 0 <= self.her_ratio <= 1
-                 and 0 <= self.moved_share <= 1, "agent.buffer_size/updates_per_step/tau/her_ratio/moved_share",
-                 "need buffer_size >= 1, updates_per_step > 0, tau in (0, 1], her_ratio and moved_share in [0, 1]")
+                 and 0 <= self.moved_share <= 1 and self.action_l2 >= 0, "agent.buffer_size/updates_per_step/tau/her_ratio/moved_share/action_l2",
+                 "need buffer_size >= 1, updates_per_step > 0, tau in (0, 1], her_ratio and moved_share in [0, 1], action_l2 >= 0")
 
 
 @dataclass

@@ -262,3 +262,20 @@ def test_alice_turns_join_the_replay_of_an_off_policy_bob_who_asks(tmp_path):
     assert row["abc/replayed_alice_turns"] >= 1
     # the buffer holds Bob's steps and Alice's (T steps per valid goal of hers)
     assert len(buffer) > trainer.counters["bob_steps"]
+
+
+def test_action_l2_makes_the_actor_prefer_small_actions(filled_buffer):
+    buffer, _, _ = filled_buffer
+    cfg = tiny_config(**{"bob.algo": "sac", "env.max_objects": 2})
+    space = uniform_game().observation_space
+    plain, gentle = (OffPolicyBob(cfg, space, replay=False).model for _ in range(2))
+    gentle.policy.load_state_dict(plain.policy.state_dict())
+    batch = buffer.sample(256)
+    for model, weight in ((plain, 0.0), (gentle, 10.0)):
+        targets = critic_pairs(model)
+        th.manual_seed(0)
+        for _ in range(100):
+            sac_gradient_step(model, batch, targets, action_l2=weight)
+    th.manual_seed(1)
+    size = lambda model: model.actor(batch.observations).square().mean().item()  # noqa: E731  (sampled actions)
+    assert size(gentle) < 0.7 * size(plain)

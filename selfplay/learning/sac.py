@@ -308,7 +308,7 @@ class OffPolicyBob:
         for _ in range(steps):
             batch = model.replay_buffer.sample(b.batch_size)
             update_input_statistics(model, batch.observations)
-            steps_stats.append(sac_gradient_step(model, batch, self._targets))
+            steps_stats.append(sac_gradient_step(model, batch, self._targets, b.action_l2))
             cloning.append(self.cloning.step(model, b.batch_size))
         if not steps:
             return {}

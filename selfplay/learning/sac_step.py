@@ -33,9 +33,13 @@ def update_input_statistics(model: SAC, observations: dict[str, th.Tensor]) -> N
             extractor.update_input_stats(observations)
 
 
-def sac_gradient_step(model: SAC, batch: DictReplayBufferSamples, targets: tuple[list[th.Tensor], list[th.Tensor]]
-                      ) -> dict[str, th.Tensor]:
+def sac_gradient_step(model: SAC, batch: DictReplayBufferSamples, targets: tuple[list[th.Tensor], list[th.Tensor]],
+                      action_l2: float = 0.0) -> dict[str, th.Tensor]:
     """One SAC update of ``model`` on ``batch``; ``targets`` from :func:`critic_pairs`.
+
+    ``action_l2`` adds ``action_l2 * mean(a^2)`` of the actor's actions (in [-1, 1]) to its loss,
+    as the hindsight experience replay setups do (Andrychowicz et al., 2017): with a sparse
+    reward nothing else tells the actor that a gentler action reaching the same goal is better.
 
     Returns the step's losses and entropy weight as 0-d tensors (``actor_loss``,
     ``critic_loss``, ``ent_coef``, ``ent_coef_loss`` with a learned weight)."""
@@ -68,6 +72,8 @@ def sac_gradient_step(model: SAC, batch: DictReplayBufferSamples, targets: tuple
 
     min_q_pi = th.cat(critic(obs, actions_pi), dim=1).min(dim=1, keepdim=True).values
     actor_loss = (ent_coef * log_prob - min_q_pi).mean()
+    if action_l2 > 0:
+        actor_loss = actor_loss + action_l2 * actions_pi.square().mean()
     actor.optimizer.zero_grad()
     actor_loss.backward()
     actor.optimizer.step()
