@@ -32,13 +32,15 @@ def workspace_misfits(task_ids: Sequence[str], workspace: dict | None, max_objec
 
 def run_workspace(checkpoint_path: Path) -> dict | None:
     """The workspace (``EnvConfig.workspace``) of the run a Bob zip belongs to, read from the run
-    folder's ``config.yaml`` (``<run>/checkpoints/<step>/bob.zip``); None for a loose zip."""
+    folder's ``config.yaml`` (``<run>/checkpoints/<step>/bob.zip``) or from a ``config.yaml``
+    beside the zip (a shipped model, ``models/<name>/``); None for a loose zip."""
     from omegaconf import OmegaConf
 
     from selfplay.config import compose
 
+    beside = checkpoint_path.resolve().parent
     for folder in checkpoint_path.resolve().parents[:3]:
-        if (folder / "config.yaml").is_file() and (folder / "checkpoints").is_dir():
+        if (folder / "config.yaml").is_file() and ((folder / "checkpoints").is_dir() or folder == beside):
             saved = OmegaConf.load(folder / "config.yaml").get("env", {})
             # today's defaults under the saved keys: a run saved before a key existed has its default
             env = OmegaConf.to_object(OmegaConf.merge(compose("config").env, saved))
