@@ -189,13 +189,19 @@ class _Fixed:
         return self.batch
 
 
+def twin_sac_models():
+    """Two SAC Bobs with the same weights and entropy weight."""
+    cfg = tiny_config(**{"bob.algo": "sac", "env.max_objects": 2})
+    first, second = (OffPolicyBob(cfg, uniform_game().observation_space, replay=False).model for _ in range(2))
+    second.policy.load_state_dict(first.policy.state_dict())
+    second.log_ent_coef.data.copy_(first.log_ent_coef.data)
+    return first, second, cfg
+
+
 def test_our_sac_step_matches_sb3_sac_train(filled_buffer):
     buffer, _, _ = filled_buffer
-    cfg = tiny_config(**{"bob.algo": "sac", "env.max_objects": 2})
+    ours, reference, cfg = twin_sac_models()
     space = uniform_game().observation_space
-    ours, reference = (OffPolicyBob(cfg, space, replay=False).model for _ in range(2))
-    reference.policy.load_state_dict(ours.policy.state_dict())
-    reference.log_ent_coef.data.copy_(ours.log_ent_coef.data)
     targets = critic_pairs(ours)
     for step in range(3):
         batch = buffer.sample(64)
@@ -266,10 +272,7 @@ def test_alice_turns_join_the_replay_of_an_off_policy_bob_who_asks(tmp_path):
 
 def test_action_l2_makes_the_actor_prefer_small_actions(filled_buffer):
     buffer, _, _ = filled_buffer
-    cfg = tiny_config(**{"bob.algo": "sac", "env.max_objects": 2})
-    space = uniform_game().observation_space
-    plain, gentle = (OffPolicyBob(cfg, space, replay=False).model for _ in range(2))
-    gentle.policy.load_state_dict(plain.policy.state_dict())
+    plain, gentle, _ = twin_sac_models()
     batch = buffer.sample(256)
     for model, weight in ((plain, 0.0), (gentle, 10.0)):
         targets = critic_pairs(model)
