@@ -110,7 +110,10 @@ class Trainer:
             self.stopped_by = stop.received if stopped() else None
             if self._checkpointed_at != self.counters["env_steps"]:
                 self.checkpoint()
-            self.report_alice_goals()
+            try:
+                self.report_alice_goals()
+            except Exception as error:  # a report must not fail a finished run (goals.csv stays)
+                log.warning("alice_goals report not written: %s", error)
         finally:
             progress.close()
             self.close()
