@@ -11,8 +11,9 @@ Rungs (targets on 2 cores):
 0. **The pipeline** (``benchmarks/ladder_pipeline.py``): our collector + per-agent GAE + update
    driving one agent on a standard task learns as fast as SB3's own ``PPO.learn`` at the same
    steps and hyperparameters (curves within seed noise, 3 seeds), in a few minutes.
-1. **Bob alone near** (``experiment=ladder_bob_near``): push goals 4-8 cm from the block,
-   position-only success: >= 60 % training success within 20 minutes.
+1. **Bob alone near** (``experiment=ladder_bob_near_sac``): push goals 4-8 cm from the block,
+   position-only success: >= 60 % training success within 20 minutes. Run with the off-policy
+   Bob, which meets it (``ladder_bob_near`` is the same rung with the PPO Bob, which does not).
 2. **Alice alone** (``experiment=ladder_alice``): valid-goal rate >= 90 % within 10 minutes.
 3. **The full game** (``experiment=ladder_full``): Bob's success on Alice's goals >= 30 % within
    60 minutes, and Alice's goals harder at the end than at the start (displacement, lifts).
@@ -51,7 +52,7 @@ class Rung:
 
 
 RUNGS = {
-    1: Rung(1, "ladder_bob_near", "bob/success_rate", 0.60, 20, "Bob alone, push goals 4-8 cm, position only"),
+    1: Rung(1, "ladder_bob_near_sac", "bob/success_rate", 0.60, 20, "Bob alone, push goals 4-8 cm, position only"),
     2: Rung(2, "ladder_alice", "alice/valid_goal_rate", 0.90, 10, "Alice alone moves the block"),
     3: Rung(3, "ladder_full", "bob/success_rate", 0.30, 60, "the full game",
             ("goals/distance", "goals/lifted", "alice/valid_goal_rate", "abc/demonstrations")),
