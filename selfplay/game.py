@@ -286,21 +286,16 @@ class SelfPlayGame(gym.Env):
     def _alice_turn(self, last_observation: dict, goal: np.ndarray) -> AliceTurn:
         """Alice's turn that just ended (observation ``last_observation`` after her last step) as
         an :class:`AliceTurn` towards ``goal`` (n, 7)."""
-        from selfplay.learning.cloning import relabel
-
         trace = [o for o, _ in self._alice_trace] + [last_observation]
-        stacked = relabel({k: np.stack([o[k] for o in trace]) for k in trace[0]}, goal)
+        stacked = _relabelled(trace, goal)
         observations = [{k: stacked[k][t] for k in STRUCTURED_KEYS} for t in range(len(trace))]
         return AliceTurn(observations, np.stack([a for _, a in self._alice_trace]).astype(np.float32))
 
     def _demonstration(self, trace: list[tuple[dict, np.ndarray]], goal: np.ndarray, hindsight: bool = False) -> Demonstration:
         """A turn's (observation, action values) trace as Bob would have seen it with ``goal``
         (n, 7): Alice's turn for ABC (docs/method.md 4), or Bob's own for hindsight cloning."""
-        from selfplay.learning.cloning import relabel
-
-        observations = {k: np.stack([o[k] for o, _ in trace]) for k in trace[0][0]}
         actions = np.stack([a for _, a in trace])
-        return Demonstration(relabel(observations, goal), nearest_bins(actions, len(self.action_values)), hindsight)
+        return Demonstration(_relabelled([o for o, _ in trace], goal), nearest_bins(actions, len(self.action_values)), hindsight)
 
     # -- Bob ----------------------------------------------------------------------------------
     def _start_bob_turn(self, goal: np.ndarray) -> dict:
@@ -401,3 +396,10 @@ class SelfPlayGame(gym.Env):
 
 
 __all__ = ["ALICE", "BOB", "GameConfig", "GoalResult", "SelfPlayGame"]  # GoalResult: from selfplay.events
+
+
+def _relabelled(observations: list[dict], goal: np.ndarray) -> dict[str, np.ndarray]:
+    """Observations (T dicts) stacked into (T, ...) arrays, as Bob would see them with ``goal``."""
+    from selfplay.learning.cloning import relabel
+
+    return relabel({k: np.stack([o[k] for o in observations]) for k in observations[0]}, goal)

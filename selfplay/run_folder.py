@@ -143,6 +143,13 @@ class MetricsLog:
         write_atomic(self.path, out.getvalue())
 
     def append(self, row: dict) -> None:
+        self.extend([row])
+
+    def extend(self, rows: list[dict]) -> None:
+        """Append rows in one write (their columns are the first row's)."""
+        if not rows:
+            return
+        row = rows[0]
         if self.header is None:
             self.header = list(row)
             self._rewrite(self.header, [])
@@ -154,7 +161,7 @@ class MetricsLog:
             self._rewrite(self.header, [r + [""] * len(new) for r in old])
             log.info("%s: new columns %s (earlier rows have them empty)", self.path.name, ", ".join(new))
         with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self.header, restval="", lineterminator="\n").writerow(row)
+            csv.DictWriter(f, fieldnames=self.header, restval="", lineterminator="\n").writerows(rows)
 
     def sync(self) -> None:
         if self.path.exists():

@@ -153,8 +153,7 @@ class Trainer:
         row["time/elapsed_s"] = self.counters["wall_s"]  # training wall time so far, resumes included
         self._log(row)
         if self.goals_log is not None:
-            for goal_row in goal_rows(stats.goals, self.counters["env_steps"], self.counters["updates"]):
-                self.goals_log.append(goal_row)
+            self.goals_log.extend(goal_rows(stats.goals, self.counters["env_steps"], self.counters["updates"]))
         return row
 
     def holdout_eval(self) -> dict:
