@@ -59,7 +59,9 @@ class GameConfig:
     # Where Alice's arm starts her turns, objects always where she left them: "continue" (her
     # last state, the paper), "home" (later turns: the arm back at its home pose) or
     # "near_object" (every turn: the tool at home height, 8-12 cm from a random object's centre,
-    # on a random side, within the arm's reach; home when no such spot is free).
+    # on a random side, within the arm's reach; home when no such spot is free). With
+    # "near_object" the first turn's arm move is part of the initial state, so Bob's first goal
+    # starts from the very state Alice's turn started from (the paper's shared s0).
     alice_start: str
     position_only: bool  # success and "moved" by position alone (rotation ignored)
     # Hindsight cloning: a turn Bob failed but in which he moved an object becomes a
@@ -156,6 +158,8 @@ class SelfPlayGame(gym.Env):
         if seed is not None:
             self._rng = np.random.default_rng(seed)
         obs, _ = self.sim.reset(seed=None if seed is None else int(self._rng.integers(2**31)))
+        if self.teacher.alice_proposes and self.config.alice_start == "near_object":
+            self._move_arm_for_alice()  # part of s0: Alice and Bob start their first goal alike
         self._bob_state = self.sim.get_state()
         self._alice_state = self._bob_state
         self._goal_index = 0
@@ -185,7 +189,7 @@ class SelfPlayGame(gym.Env):
         self.phase = ALICE
         self.sim.set_state(self._alice_state)
         rule = self.config.alice_start
-        if rule == "near_object" or (rule == "home" and self._goal_index > 0):
+        if self._goal_index > 0 and rule in ("near_object", "home"):  # goal 0: s0 has it (reset)
             self._move_arm_for_alice()
         self._turn_start_poses = self.sim.object_poses()
         self._alice_t = 0

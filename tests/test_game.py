@@ -206,6 +206,18 @@ def test_alice_start_rule_for_her_later_turns(rule):
         np.testing.assert_allclose(tool, left_tool, atol=1e-3)
 
 
+def test_with_near_object_starts_bob_begins_his_first_goal_where_alice_began_hers():
+    """The first turn's arm move belongs to s0 (docs/method.md 2): both players start from it."""
+    game = make_game(alice_start="near_object", placement=0.25)
+    alice_robot, alice_objects = game.sim.refresh()["robot"].copy(), game.sim.object_poses()
+    tool = game.sim.robot.tool_pose()[0]
+    assert 0.075 < np.linalg.norm(tool[:2] - alice_objects[0, :2]) < 0.125  # next to the block
+    play_alice(game, push_actions(game))
+    assert game.phase == BOB
+    np.testing.assert_allclose(game._last_obs["robot"], alice_robot, atol=1e-6)
+    np.testing.assert_allclose(game.sim.object_poses(), alice_objects, atol=1e-6)
+
+
 def test_a_failed_bob_turn_that_moved_the_block_becomes_a_hindsight_demonstration():
     game = make_game(placement=0.25, teacher="uniform", uniform_tasks=("push",), goal_distance=(0.3, 0.3),
                      bob_hindsight="final", bob_steps_per_object=40)
