@@ -74,6 +74,7 @@ class GameSchema:
     success_hold_steps: int = MISSING  # steps all objects must stay at the goal
     alice_start: str = MISSING  # Alice's turns start from her last state (continue), later ones with the arm back home (home), or every one with the tool next to an object (near_object)
     position_only: bool = MISSING  # success (and "moved") by position alone; the holdouts compare rotation too
+    position_first_steps: int = MISSING  # a curriculum: position_only for the first this many env steps of training, then the full rule; 0: off
     bob_hindsight: str = MISSING  # final: a failed Bob turn that moved an object also becomes a demonstration, relabelled with the poses he reached; windows: every window of hindsight_window steps in which an object moved >= 1 cm, relabelled with the poses at its end
     hindsight_window: int = MISSING  # steps per window of bob_hindsight=windows
     translation_scale: float = MISSING  # the tool moves this x the action's x/y/z (both agents; in (0, 1])
@@ -89,6 +90,9 @@ class GameSchema:
             _require(getattr(self, key) >= 1, f"game.{key}", f"must be >= 1, got {getattr(self, key)}")
         _require(self.bob_hindsight in ("none", "final", "windows"), "game.bob_hindsight", f"must be none, final or windows, got {self.bob_hindsight!r}")
         _require(self.hindsight_window >= 1, "game.hindsight_window", f"must be >= 1, got {self.hindsight_window}")
+        _require(self.position_first_steps >= 0, "game.position_first_steps", f"must be >= 0 (0: off), got {self.position_first_steps}")
+        _require(not (self.position_first_steps and self.position_only), "game.position_first_steps",
+                 "switches position-only success off after that many steps: it needs game.position_only=false")
         _require(0.0 < self.translation_scale <= 1.0, "game.translation_scale", f"must be in (0, 1], got {self.translation_scale}")
         _require(self.alice_start in ("continue", "home", "near_object"), "game.alice_start",
                  f"must be continue, home or near_object, got {self.alice_start!r}")

@@ -14,6 +14,7 @@ it arrives). Everything else the collector needs comes as typed events too (``in
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,6 +178,12 @@ class SelfPlayGame(gym.Env):
         if self.phase == ALICE:
             return self._alice_step(values)
         return self._bob_step(values)
+
+    def set_position_only(self, on: bool) -> None:
+        """Success (and Alice's "moved") by position alone from now on, or by the full rule
+        (``game.position_first_steps``: the trainer switches every game at once)."""
+        self.config = dataclasses.replace(self.config, position_only=on)
+        self.sim.set_ignore_rotation(on)
 
     def render(self) -> np.ndarray | None:
         return self.sim.render()

@@ -29,8 +29,10 @@ class GameWorkersLost(RuntimeError):
 
 def game_config(cfg: Config) -> GameConfig:
     """The game rules of a run's config: ``game.*`` as they are, the teacher's goal source
-    (``teacher.*``), and Bob's kind of actions and replay (``bob.algo``, ``bob.replay_alice``)."""
-    rules = {f.name: getattr(cfg.game, f.name) for f in fields(GameSchema)}
+    (``teacher.*``), and Bob's kind of actions and replay (``bob.algo``, ``bob.replay_alice``).
+    With ``game.position_first_steps`` the game starts position-only; the trainer switches it."""
+    rules = {f.name: getattr(cfg.game, f.name) for f in fields(GameSchema) if f.name != "position_first_steps"}
+    rules["position_only"] = cfg.game.position_only or cfg.game.position_first_steps > 0
     return GameConfig(
         **rules,
         teacher=cfg.teacher.name,

@@ -140,11 +140,8 @@ class TabletopEnv(gym.Env):
         if max_episode_steps is None:
             max_episode_steps = task.max_episode_steps if task is not None else 50 * self.n_objects
         self.max_episode_steps = max_episode_steps
-        self.rotation_modes = object_rotation_modes(specs, ignore_rotation)
-        if task is not None and getattr(task, "rotation_modes", None) is not None and not ignore_rotation:
-            self.rotation_modes = np.asarray(task.rotation_modes)
-        self._modes_list = self.rotation_modes.tolist()
-        self._padded_modes = np.concatenate([self.rotation_modes, np.full(max_objects - self.n_objects, 3)])
+        self._task_modes = getattr(task, "rotation_modes", None) if task is not None else None
+        self.set_ignore_rotation(ignore_rotation)
 
         self._physics_config, self._control_config = physics, control
         self._build_scene()
@@ -429,6 +426,15 @@ class TabletopEnv(gym.Env):
         for body, pose in zip(self._object_ids, np.asarray(poses, dtype=float)):
             pybullet.resetBasePositionAndOrientation(body, pose[:3], pose[3:], physicsClientId=c)
             pybullet.resetBaseVelocity(body, (0, 0, 0), (0, 0, 0), physicsClientId=c)
+
+    def set_ignore_rotation(self, ignore: bool) -> None:
+        """Whether an object is at its goal by position alone from now on (``ignore_rotation``;
+        a curriculum switches it during training)."""
+        self.rotation_modes = object_rotation_modes(self.object_specs, ignore)
+        if self._task_modes is not None and not ignore:
+            self.rotation_modes = np.asarray(self._task_modes)
+        self._modes_list = self.rotation_modes.tolist()
+        self._padded_modes = np.concatenate([self.rotation_modes, np.full(self.max_objects - self.n_objects, 3)])
 
     def random_layout(self, rng: np.random.Generator, indices: Sequence[int] | None = None) -> np.ndarray:
         """(n, 7) resting poses, non-overlapping, random yaw, in the placement area.

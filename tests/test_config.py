@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import selfplay
-from selfplay.config import CONF_DIR, Config, EvaluateConfig, compose, compose_config, make_config
+from selfplay.config import CONF_DIR, Config, ConfigError, EvaluateConfig, compose, compose_config, make_config
 from selfplay.events import GoalResult
 from selfplay.vec_env import game_config
 from tests.helpers import ROOT, import_ray
@@ -64,8 +64,17 @@ def test_the_games_rules_and_rewards_come_from_the_config():
     assert rules.alice_reward(GoalResult(0, valid=True, outside=True, bob_success=False)) == 1.0 + 2.0 - 1.0
     assert rules.alice_reward(GoalResult(0, valid=True, bob_success=True)) == 1.0
     assert rules.alice_reward(GoalResult(0, valid=False)) == 0.0
-    schema_rules = {f.name for f in fields(type(cfg.game))}
+    schema_rules = {f.name for f in fields(type(cfg.game))} - {"position_first_steps"}  # a schedule the trainer follows
     assert schema_rules <= {f.name for f in fields(rules)} and is_dataclass(rules)
+
+
+def test_a_position_first_curriculum_starts_the_games_position_only_and_needs_the_full_rule_after():
+    assert game_config(make_config(**{"game.position_first_steps": 5000})).position_only
+    assert not game_config(make_config()).position_only
+    with pytest.raises(ConfigError, match="game.position_first_steps"):
+        make_config(**{"game.position_first_steps": 5000, "game.position_only": True})
+    with pytest.raises(ConfigError, match="game.position_first_steps"):
+        make_config(**{"game.position_first_steps": -1})
 
 
 def test_learner_and_evaluation_settings_are_reachable_from_config():

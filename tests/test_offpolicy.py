@@ -1,6 +1,8 @@
 """The off-policy Bob (bob.algo=sac): continuous actions in the game, whole turns in a replay
 buffer whose hindsight goals and rewards agree with the simulator, a real SAC checkpoint."""
 
+import csv
+
 import numpy as np
 import pytest
 import torch as th
@@ -14,7 +16,7 @@ from selfplay.learning.sac import DemonstrationCloning, OffPolicyBob, TurnReplay
 from selfplay.learning.sac_step import critic_pairs, sac_gradient_step, update_input_statistics
 from selfplay.training import Trainer
 from tabletop_env.scripted import move_action
-from tabletop_env.state import objects_at_goal
+from tabletop_env.state import ROTATION_IGNORE, objects_at_goal
 from tests.helpers import game_rules, tiny_config
 
 
@@ -282,3 +284,29 @@ def test_action_l2_makes_the_actor_prefer_small_actions(filled_buffer):
     th.manual_seed(1)
     size = lambda model: model.actor(batch.observations).square().mean().item()  # noqa: E731  (sampled actions)
     assert size(gentle) < 0.7 * size(plain)
+
+
+def test_a_position_first_curriculum_switches_bobs_replay_to_the_full_rule(tmp_path):
+    cfg = tiny_config(**{"bob.algo": "sac", "bob.learning_starts": 10_000, "trainer.total_steps": 1024,
+                         "game.position_first_steps": 512})
+    trainer = Trainer(cfg, tmp_path)
+    buffer = trainer.learners[BOB].model.replay_buffer
+    assert (buffer.modes[:cfg.env.n_objects] == ROTATION_IGNORE).all()
+    trainer.train()  # four updates of 256 steps: the last two under the full rule
+    assert (buffer.modes[:cfg.env.n_objects] != ROTATION_IGNORE).all()
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [float(r["game/position_only"]) for r in rows] == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_a_game_switched_to_position_only_ignores_rotation_for_success_and_moves():
+    game = SelfPlayGame(1, game_rules(), {"randomise_robot": False})
+    game.reset(seed=0)
+    pose = game.sim.object_poses()
+    turned = pose.copy()
+    yaw = 2 * np.arctan2(pose[0, 5], pose[0, 6]) + 0.6  # the same place, yaw + 0.6 rad
+    turned[0, 3:] = (0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2))
+    assert not objects_at_goal(turned, pose, game.sim.rotation_modes).all()
+    game.set_position_only(True)
+    assert game.config.position_only and objects_at_goal(turned, pose, game.sim.rotation_modes).all()
+    game.set_position_only(False)
+    assert not objects_at_goal(turned, pose, game.sim.rotation_modes).all()

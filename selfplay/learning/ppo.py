@@ -86,6 +86,9 @@ class PPOLearner:
         collector also needs values and log-probabilities: :func:`selfplay.policies.sample_actions`."""
         return sample_actions(self.policy, observations, deterministic=deterministic)[0]
 
+    def set_position_only(self, on: bool) -> None:
+        """Nothing to do: PPO's rewards come from the game, which applies the rule."""
+
     def set_demonstrations(self, demos: dict | None) -> None:
         """Hand the coming update's demonstrations (or None) to the extra losses that learn from
         them (ABC: with this policy's behaviour log-probabilities, taken now, before the update)."""

@@ -261,9 +261,9 @@ class OffPolicyBob:
                          target_entropy="auto" if b.target_entropy is None else b.target_entropy,
                          policy_kwargs=kwargs, seed=cfg.seed + BOB, device=cfg.trainer.device, verbose=0)
         self.model.set_logger(Logger(folder=None, output_formats=[]))
+        self._objects = (cfg.env.n_objects, cfg.env.max_objects)
         if replay:
-            n = cfg.env.n_objects
-            modes = rotation_modes_for(n, cfg.env.max_objects, object_rotation_modes(blocks(n), cfg.game.position_only))
+            modes = self._rotation_modes(cfg.game.position_only or cfg.game.position_first_steps > 0)
             self.model.replay_buffer = TurnReplayBuffer(b.buffer_size, space, modes, her_ratio=b.her_ratio, seed=cfg.seed,
                                                         informative_only=b.her_informative_only, moved_share=b.moved_share)
         self.cloning = DemonstrationCloning(cfg.abc.beta if cfg.abc.enabled else 0.0, seed=cfg.seed)
@@ -285,6 +285,16 @@ class OffPolicyBob:
     @property
     def policy_kwargs(self) -> dict:
         return self.model.policy_kwargs
+
+    def _rotation_modes(self, position_only: bool) -> np.ndarray:
+        n, max_objects = self._objects
+        return rotation_modes_for(n, max_objects, object_rotation_modes(blocks(n), position_only))
+
+    def set_position_only(self, on: bool) -> None:
+        """Hindsight rewards by position alone from now on, or by the full rule (the game's
+        ``game.position_first_steps`` switch); the replay's turns are relabelled when sampled."""
+        if isinstance(self.model.replay_buffer, TurnReplayBuffer):
+            self.model.replay_buffer.modes = self._rotation_modes(on)
 
     def set_demonstrations(self, demos: dict | None) -> None:
         """Alice's demonstrations (bin actions) join the cloning term's, as action values."""

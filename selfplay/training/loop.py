@@ -82,6 +82,7 @@ class Trainer:
         self.metrics: MetricsLog | None = None
         self.goals_log: MetricsLog | None = None  # goals.csv: Alice's valid goals (with an Alice)
         self._checkpointed_at = self.counters["env_steps"] if cfg.resume else None  # env steps of the last checkpoint written
+        self._position_only = self.rules.position_only  # the success rule the games and Bob's replay use now
         self.stopped_by: str | None = None  # the signal that ended train() early, if any
 
     # -- the loop -------------------------------------------------------------------------------
@@ -124,6 +125,7 @@ class Trainer:
         cfg = self.cfg
         start = time.perf_counter()
         n_steps, left = cfg.trainer.rollout_steps, cfg.trainer.total_steps - self.counters["env_steps"]
+        self._follow_position_first()
         stats = self.collector.collect(left if 0 < left < n_steps else n_steps)  # the budget's last, shorter update
         collected = time.perf_counter()
         alice, bob = self.learners
@@ -147,6 +149,8 @@ class Trainer:
         self.pool.maybe_snapshot(self.counters["updates"], (alice.policy, bob.policy))
         row = metrics_row(cfg, self.rules, self.counters, stats, train_stats, (alice.stat_names, bob.stat_names),
                           batches[BOB], collected - start, updated - collected, getattr(self.venv, "restarts", 0))
+        if cfg.game.position_first_steps:
+            row["game/position_only"] = float(self._position_only)  # the rule of this update's games
         if cfg.eval.every and self.counters["updates"] % cfg.eval.every == 0:
             row.update(self.holdout_eval())
         self.counters["wall_s"] = self.counters.get("wall_s", 0.0) + time.perf_counter() - start
@@ -155,6 +159,19 @@ class Trainer:
         if self.goals_log is not None:
             self.goals_log.extend(goal_rows(stats.goals, self.counters["env_steps"], self.counters["updates"]))
         return row
+
+    def _follow_position_first(self) -> None:
+        """``game.position_first_steps``: success by position alone until that many env steps,
+        then by the full rule, in every game and in Bob's replay at once."""
+        first = self.cfg.game.position_first_steps
+        on = self.cfg.game.position_only or self.counters["env_steps"] < first
+        if on == self._position_only:
+            return
+        self.venv.env_method("set_position_only", on)
+        for learner in self.learners:
+            learner.set_position_only(on)
+        self._position_only = on
+        log.info("%d env steps: success by %s from now on", self.counters["env_steps"], "position alone" if on else "the full rule")
 
     def holdout_eval(self) -> dict:
         """A light zero-shot evaluation of the live Bob: ``eval/<task>/success`` and ``distance`` per task."""
