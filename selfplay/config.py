@@ -168,6 +168,7 @@ class ABCConfig:
     beta: float = MISSING  # weight of the ABC loss
     clip: float = MISSING  # ratio clip of the ABC loss
     batch_size: int | None = MISSING  # demonstration steps per PPO minibatch; null: bob.batch_size
+    q_filter: bool = MISSING  # off-policy Bob only: clone a demonstrated action only where his critic rates it above his own
 
     def __post_init__(self) -> None:
         _require(self.beta >= 0 and 0 < self.clip < 1, "abc.beta/clip", f"need beta >= 0 and 0 < clip < 1, got {self.beta}, {self.clip}")
@@ -284,6 +285,7 @@ class Config:
 
     def __post_init__(self) -> None:
         _require(self.alice.algo == "ppo", "alice.algo", f"Alice learns with ppo (sac is for Bob), got {self.alice.algo!r}")
+        _require(not self.abc.q_filter or self.bob.algo == "sac", "abc.q_filter", "needs Bob's critic of actions: bob.algo=sac")
         for agent in ("alice", "bob"):
             batch = getattr(self, agent).batch_size
             _require(batch <= self.trainer.rollout_steps or getattr(self, agent).algo == "sac", f"{agent}.batch_size",

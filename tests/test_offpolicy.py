@@ -176,6 +176,44 @@ def test_cloning_pulls_the_actor_towards_the_demonstrated_actions(filled_buffer)
     assert last < 0.2 * first
 
 
+def _critics_that_like_a_large_first_action(model) -> None:
+    """Set both critics to Q(s, a) = relu(a[0]): a demonstrated action beats the actor's own
+    exactly where its first entry is the larger and positive."""
+    with th.no_grad():
+        for q_net in model.critic.q_networks:
+            layers = [m for m in q_net if isinstance(m, th.nn.Linear)]
+            for i, layer in enumerate(layers):
+                layer.weight.zero_()
+                layer.bias.zero_()
+                layer.weight[0, -6 if i == 0 else 0] = 1.0
+
+
+def test_a_q_filtered_cloning_step_clones_only_what_the_critic_rates_above_the_actor(filled_buffer):
+    buffer, turns, _ = filled_buffer
+    cfg = tiny_config(**{"bob.algo": "sac", "env.max_objects": 2, "abc.q_filter": True})
+    model = OffPolicyBob(cfg, uniform_game().observation_space, replay=False).model
+    _critics_that_like_a_large_first_action(model)
+    observations, _ = turns[0]
+    demo = {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+    before = [p.detach().clone() for p in model.actor.parameters()]
+    worse = DemonstrationCloning(coef=1.0, seed=0, q_filter=True)
+    worse.add(demo, np.tile(np.array([-0.9, 0.5, 0, 0, 0, 0], dtype=np.float32), (len(observations), 1)))
+    assert worse.step(model, 64) == 0.0 and worse.kept == 0.0
+    assert all(th.equal(a, b) for a, b in zip(before, model.actor.parameters()))  # nothing cloned
+    better = DemonstrationCloning(coef=1.0, seed=0, q_filter=True)
+    better.add(demo, np.tile(np.array([0.9, 0.5, 0, 0, 0, 0], dtype=np.float32), (len(observations), 1)))
+    first = better.step(model, 64)
+    assert better.kept == 1.0 and first > 0
+    for _ in range(100):
+        last = better.step(model, 64)
+    assert last < 0.2 * first
+
+
+def test_the_q_filter_needs_an_off_policy_bob():
+    with pytest.raises(ConfigError, match="abc.q_filter"):
+        tiny_config(**{"abc.q_filter": True})
+
+
 def test_alice_cannot_be_off_policy():
     with pytest.raises(ConfigError, match="alice.algo"):
         tiny_config(**{"alice.algo": "sac"})

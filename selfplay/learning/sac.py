@@ -169,10 +169,16 @@ def rotation_modes_for(n_objects: int, max_objects: int, modes: np.ndarray) -> n
 class DemonstrationCloning:
     """Alice's relabelled demonstrations as a cloning term for an off-policy Bob's actor:
     ``coef * mean(sum((mu(s) - a)^2))``, ``mu`` the actor's deterministic action in [-1, 1].
-    Demonstrations are replaced at every update (the newest ``capacity`` steps are kept)."""
+    Demonstrations are replaced at every update (the newest ``capacity`` steps are kept).
 
-    def __init__(self, coef: float, capacity: int = 20_000, seed: int | None = None) -> None:
-        self.coef, self.capacity = coef, capacity
+    ``q_filter``: clone a demonstrated action only where Bob's critic rates it above his own
+    (min over the twin critics of Q(s, a) > Q(s, mu(s))), as in Nair et al. 2018: demonstrations
+    from a near-random Alice then cannot pull his actor away from what he has learned.
+    ``kept``: the share of the last step's demonstration steps that were cloned."""
+
+    def __init__(self, coef: float, capacity: int = 20_000, seed: int | None = None, q_filter: bool = False) -> None:
+        self.coef, self.capacity, self.q_filter = coef, capacity, q_filter
+        self.kept = float("nan")
         self.observations: dict[str, np.ndarray] | None = None
         self.actions: np.ndarray | None = None
         self._rng = np.random.default_rng(seed)
@@ -197,11 +203,23 @@ class DemonstrationCloning:
         obs = {k: th.as_tensor(v[index]) for k, v in self.observations.items()}
         target = th.as_tensor(self.actions[index])
         mean_actions, _, _ = model.actor.get_action_dist_params(obs)
-        loss = self.coef * (th.tanh(mean_actions) - target).square().sum(dim=1).mean()
+        actions = th.tanh(mean_actions)
+        error = (actions - target).square().sum(dim=1)
+        if self.q_filter:
+            with th.no_grad():
+                better = _min_q(model, obs, target) > _min_q(model, obs, actions)
+            self.kept = float(better.float().mean())
+            error = error * better
+        loss = self.coef * error.mean()
         model.actor.optimizer.zero_grad()
         loss.backward()
         model.actor.optimizer.step()
         return float(loss.detach())
+
+
+def _min_q(model: SAC, observations: dict[str, th.Tensor], actions: th.Tensor) -> th.Tensor:
+    """(B,) the smaller of the twin critics' values of ``actions`` (B, 6)."""
+    return th.cat(model.critic(observations, actions), dim=1).min(dim=1).values
 
 
 def continuous_actions(policy, observations: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray:
@@ -266,7 +284,7 @@ class OffPolicyBob:
             modes = self._rotation_modes(cfg.game.position_only or cfg.game.position_first_steps > 0)
             self.model.replay_buffer = TurnReplayBuffer(b.buffer_size, space, modes, her_ratio=b.her_ratio, seed=cfg.seed,
                                                         informative_only=b.her_informative_only, moved_share=b.moved_share)
-        self.cloning = DemonstrationCloning(cfg.abc.beta if cfg.abc.enabled else 0.0, seed=cfg.seed)
+        self.cloning = DemonstrationCloning(cfg.abc.beta if cfg.abc.enabled else 0.0, seed=cfg.seed, q_filter=cfg.abc.q_filter)
         self._gradient_credit = 0.0  # gradient steps owed (fractions carried over)
         self._targets = critic_pairs(self.model)
 
@@ -326,6 +344,8 @@ class OffPolicyBob:
         stats["learning_rate"], stats["n_updates"] = model.lr_schedule(1.0), float(model._n_updates)
         if not np.isnan(cloning).all():
             stats["abc_loss"] = float(np.nanmean(cloning))
+            if self.cloning.q_filter:
+                stats["abc_kept"] = self.cloning.kept
         return stats
 
     def act(self, observations: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray:

@@ -58,6 +58,8 @@ def metrics_row(cfg: Config, rules: GameConfig, counters: dict, stats: RolloutSt
     for k in range(cfg.game.max_goals):
         row[f"bob/success_goal_{k}"] = _mean([g.bob_success for g in played if g.index == k])
     row["abc/loss"] = train_stats.get("bob/abc_loss", float("nan"))
+    if cfg.abc.q_filter:  # the share of demonstration steps the critic let through
+        row["abc/q_filter_kept"] = train_stats.get("bob/abc_kept", float("nan"))
     for name, names in zip(("alice", "bob"), stat_names):
         for key in names:
             row[f"{name}/{key}"] = train_stats.get(f"{name}/{key}", float("nan"))
