@@ -114,6 +114,16 @@ def test_tasks_run_in_the_given_workspace():
     assert np.any(xy < np.array(SMALL["placement_low"])) or np.any(xy > np.array(SMALL["placement_high"]))
 
 
+def test_a_runs_arm_and_physics_overrides_reach_its_evaluation(tmp_path):
+    from selfplay.evaluation import run_workspace
+
+    step = tmp_path / "checkpoints" / "step-000000001"
+    step.mkdir(parents=True)
+    (tmp_path / "config.yaml").write_text("env:\n  control:\n    max_translation: 0.025\n  physics:\n    solver_iterations: 40\n")
+    workspace = run_workspace(step / "bob.zip")
+    assert workspace["control"].max_translation == 0.025 and workspace["physics"].solver_iterations == 40
+
+
 def test_a_run_is_evaluated_in_its_own_workspace(tmp_path):
     from selfplay.evaluation import run_workspace
     from omegaconf import OmegaConf

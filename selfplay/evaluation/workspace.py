@@ -42,8 +42,12 @@ def run_workspace(checkpoint_path: Path) -> dict | None:
     for folder in checkpoint_path.resolve().parents[:3]:
         if (folder / "config.yaml").is_file() and ((folder / "checkpoints").is_dir() or folder == beside):
             saved = OmegaConf.load(folder / "config.yaml").get("env", {})
-            # today's defaults under the saved keys: a run saved before a key existed has its default
-            env = OmegaConf.to_object(OmegaConf.merge(compose("config").env, saved))
+            # today's defaults under the saved keys: a run saved before a key existed has its default;
+            # physics / control hold only the run's overrides (keys the defaults do not list)
+            defaults = compose("config").env
+            for free in ("physics", "control"):
+                OmegaConf.set_struct(defaults[free], False)
+            env = OmegaConf.to_object(OmegaConf.merge(defaults, saved))
             return env.workspace()
     return None
 
