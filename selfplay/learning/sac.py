@@ -209,6 +209,8 @@ class DemonstrationCloning:
             with th.no_grad():
                 better = _min_q(model, obs, target) > _min_q(model, obs, actions)
             self.kept = float(better.float().mean())
+            if not better.any():  # no step at all: Adam's momentum would still move the actor
+                return 0.0
             error = error * better
         loss = self.coef * error.mean()
         model.actor.optimizer.zero_grad()
