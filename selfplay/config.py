@@ -85,6 +85,11 @@ class GameSchema:
     alice_bob_failed_reward: float = MISSING  # Alice: Bob failed her goal
     alice_outside_penalty: float = MISSING  # Alice: added when an object is left outside the placement area
 
+    def position_only_at(self, env_steps: int) -> bool:
+        """Whether success counts position alone after ``env_steps`` env steps of training
+        (``position_only``, or the ``position_first_steps`` curriculum)."""
+        return self.position_only or env_steps < self.position_first_steps
+
     def __post_init__(self) -> None:
         for key in ("alice_steps", "max_goals", "bob_steps_per_object", "success_hold_steps"):
             _require(getattr(self, key) >= 1, f"game.{key}", f"must be >= 1, got {getattr(self, key)}")

@@ -32,7 +32,7 @@ def game_config(cfg: Config) -> GameConfig:
     (``teacher.*``), and Bob's kind of actions and replay (``bob.algo``, ``bob.replay_alice``).
     With ``game.position_first_steps`` the game starts position-only; the trainer switches it."""
     rules = {f.name: getattr(cfg.game, f.name) for f in fields(GameSchema) if f.name != "position_first_steps"}
-    rules["position_only"] = cfg.game.position_only or cfg.game.position_first_steps > 0
+    rules["position_only"] = cfg.game.position_only_at(0)
     return GameConfig(
         **rules,
         teacher=cfg.teacher.name,

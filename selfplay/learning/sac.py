@@ -283,7 +283,7 @@ class OffPolicyBob:
         self.model.set_logger(Logger(folder=None, output_formats=[]))
         self._objects = (cfg.env.n_objects, cfg.env.max_objects)
         if replay:
-            modes = self._rotation_modes(cfg.game.position_only or cfg.game.position_first_steps > 0)
+            modes = self._rotation_modes(cfg.game.position_only_at(0))
             self.model.replay_buffer = TurnReplayBuffer(b.buffer_size, space, modes, her_ratio=b.her_ratio, seed=cfg.seed,
                                                         informative_only=b.her_informative_only, moved_share=b.moved_share)
         self.cloning = DemonstrationCloning(cfg.abc.beta if cfg.abc.enabled else 0.0, seed=cfg.seed, q_filter=cfg.abc.q_filter)

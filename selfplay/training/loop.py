@@ -163,8 +163,7 @@ class Trainer:
     def _follow_position_first(self) -> None:
         """``game.position_first_steps``: success by position alone until that many env steps,
         then by the full rule, in every game and in Bob's replay at once."""
-        first = self.cfg.game.position_first_steps
-        on = self.cfg.game.position_only or self.counters["env_steps"] < first
+        on = self.cfg.game.position_only_at(self.counters["env_steps"])
         if on == self._position_only:
             return
         self.venv.env_method("set_position_only", on)
