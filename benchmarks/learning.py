@@ -36,7 +36,7 @@ from selfplay.config import compose_config as compose
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ["Tabletop/Push1-v0", "Tabletop/PickAndPlace1-v0"]
 SELFPLAY_ARMS = {
-    "selfplay_abc": [],
+    "selfplay_abc": ["abc.enabled=true"],
     "uniform": ["teacher=uniform"],
     "selfplay_no_abc": ["abc.enabled=false"],
 }
@@ -207,6 +207,40 @@ def training_table(out: Path, window: int = 20) -> list[str]:
     return lines
 
 
+def arm_name(run: str) -> str:
+    """``selfplay_abc-s2`` -> ``selfplay_abc``: runs of one arm differ only in the seed."""
+    return run.rsplit("-s", 1)[0]
+
+
+def by_arm(runs: dict) -> dict[str, dict]:
+    """``{run: value}`` grouped as ``{arm: {run: value}}``, arms in first-seen order."""
+    arms: dict[str, dict] = {}
+    for run, value in runs.items():
+        arms.setdefault(arm_name(run), {})[run] = value
+    return arms
+
+
+def seed_band(rows_by_seed: list[list[dict]], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Env steps every seed evaluated at, and the mean, min and max of ``key`` over seeds there."""
+    steps = sorted(set.intersection(*({int(float(r["env_steps"])) for r in rows} for rows in rows_by_seed)))
+    table = np.array([[float(next(r for r in rows if int(float(r["env_steps"])) == s)[key]) for s in steps]
+                      for rows in rows_by_seed])
+    return np.array(steps), table.mean(axis=0), table.min(axis=0), table.max(axis=0)
+
+
+def arm_summary(runs: dict[str, dict], task: str) -> str:
+    """One arm's final success on ``task`` over its seeds: mean, sd, range, and the Wilson interval
+    of all its goals pooled."""
+    from selfplay.evaluation.protocol import wilson_interval
+
+    rates = np.array([tasks[task]["success_rate"] for tasks in runs.values()])
+    goals = sum(tasks[task]["goals"] for tasks in runs.values())
+    successes = sum(round(tasks[task]["success_rate"] * tasks[task]["goals"]) for tasks in runs.values())
+    low, high = wilson_interval(successes, goals)
+    spread = f" ± {100 * rates.std(ddof=1):.1f} (range {100 * rates.min():.1f}-{100 * rates.max():.1f})" if len(rates) > 1 else ""
+    return f"{100 * rates.mean():.1f}{spread}; pooled {100 * successes / max(goals, 1):.1f} % ({100 * low:.0f}-{100 * high:.0f}, {goals} goals)"
+
+
 def report(args) -> None:
     import matplotlib
 
@@ -217,15 +251,16 @@ def report(args) -> None:
     final = final_evaluation(args)
     fig, axes = plt.subplots(1, len(TASKS), figsize=(6 * len(TASKS), 4), sharey=True)
     for ax, task in zip(axes, TASKS):
-        for name, rows in curves.items():
-            x = [int(float(r["env_steps"])) for r in rows]
-            y = [100 * float(r[f"eval/{task}/success"]) for r in rows]
-            ax.plot(x, y, marker="o", label=name)
+        for arm, runs in by_arm(curves).items():
+            steps, mean, low, high = seed_band([rows for rows in runs.values() if rows], f"eval/{task}/success")
+            line, = ax.plot(steps, 100 * mean, marker="o", label=f"{arm} ({len(runs)} seed{'s' * (len(runs) > 1)})")
+            if len(runs) > 1:
+                ax.fill_between(steps, 100 * low, 100 * high, color=line.get_color(), alpha=0.2)
         ax.axhline(100 * final["random"][task]["success_rate"], color="grey", linestyle="--", label="random Bob")
         ax.set_title(f"zero-shot {task.split('/')[-1]}")
         ax.set_xlabel("env steps (Alice + Bob)")
         ax.set_ylim(-2, 102)
-    axes[0].set_ylabel(f"success (%), {args.trials} trials per point")
+    axes[0].set_ylabel(f"success (%), {args.trials} trials per point\nline: mean over seeds, band: min-max")
     axes[-1].legend()
     fig.tight_layout()
     fig.savefig(args.out / "learning.png", dpi=120)
@@ -233,7 +268,7 @@ def report(args) -> None:
     lines = [
         f"Final evaluation: {args.final_trials} trials per task, seed 1 (unseen by the light evaluations), last checkpoint.",
         "",
-        "| arm | env steps | " + " | ".join(f"{t} success (95 % CI) | {t} distance start -> end (cm)" for t in short) + " | steps/s |",
+        "| run | env steps | " + " | ".join(f"{t} success (95 % CI) | {t} distance start -> end (cm)" for t in short) + " | steps/s |",
         "|---|---:|" + "---|---|" * len(TASKS) + "---:|",
     ]
     for name, tasks in final.items():
@@ -247,6 +282,10 @@ def report(args) -> None:
                       f"{100 * r['mean_start_distance']:.1f} -> {100 * r['mean_final_distance']:.1f}"]
         label = "random Bob (reference)" if name == "random" else name
         lines.append(f"| {label} | {steps} | " + " | ".join(cells) + (f" | {sps:.0f} |" if rows else " | |"))
+    lines += ["", "Per arm over its seeds: success % mean ± sd (range); pooled: all seeds' goals together, 95 % Wilson interval.", "",
+              "| arm | seeds | " + " | ".join(short) + " |", "|---|---:|" + "---|" * len(TASKS)]
+    for arm, runs in by_arm({k: v for k, v in final.items() if k != "random"}).items():
+        lines.append(f"| {arm} | {len(runs)} | " + " | ".join(arm_summary(runs, task) for task in TASKS) + " |")
     lines += ["", *training_table(args.out)]
     (args.out / "learning.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
