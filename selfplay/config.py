@@ -39,6 +39,7 @@ class EnvConfig:
     action_bins: int = MISSING  # discrete actions per dimension
     physics: dict[str, Any] = MISSING  # overrides of the simulator's PhysicsConfig (tabletop_env/sim.py), e.g. substeps: 5; {}: its defaults
     control: dict[str, Any] = MISSING  # overrides of the simulator's ControlConfig (tabletop_env/robot.py), e.g. max_translation: 0.03
+    goal_rotation: bool = MISSING  # Bob's goal features end with the rotation to each goal (3 more per object; tabletop_env.state.rotation_to_goal)
 
     def __post_init__(self) -> None:
         _require(1 <= self.n_objects <= self.max_objects <= 8, "env.n_objects", f"need 1 <= n_objects <= max_objects <= 8, got {self.n_objects}, {self.max_objects}")
@@ -63,6 +64,7 @@ class EnvConfig:
             "home_tool_position": tuple(self.home_tool_position),
             "physics": PhysicsConfig(**tuples(self.physics)),
             "control": ControlConfig(**tuples(self.control)),
+            "goal_rotation": self.goal_rotation,
         }
 
 

@@ -298,7 +298,7 @@ class SelfPlayGame(gym.Env):
         """Alice's turn that just ended (observation ``last_observation`` after her last step) as
         an :class:`AliceTurn` towards ``goal`` (n, 7)."""
         trace = [o for o, _ in self._alice_trace] + [last_observation]
-        stacked = _relabelled(trace, goal)
+        stacked = _relabelled(trace, goal, self.sim.goal_rotation_modes)
         observations = [{k: stacked[k][t] for k in STRUCTURED_KEYS} for t in range(len(trace))]
         return AliceTurn(observations, np.stack([a for _, a in self._alice_trace]).astype(np.float32))
 
@@ -306,7 +306,7 @@ class SelfPlayGame(gym.Env):
         """A turn's (observation, action values) trace as Bob would have seen it with ``goal``
         (n, 7): Alice's turn for ABC (docs/method.md 4), or Bob's own for hindsight cloning."""
         actions = np.stack([a for _, a in trace])
-        return Demonstration(_relabelled([o for o, _ in trace], goal), nearest_bins(actions, len(self.action_values)), hindsight)
+        return Demonstration(_relabelled([o for o, _ in trace], goal, self.sim.goal_rotation_modes), nearest_bins(actions, len(self.action_values)), hindsight)
 
     # -- Bob ----------------------------------------------------------------------------------
     def _start_bob_turn(self, goal: np.ndarray) -> dict:
@@ -409,8 +409,9 @@ class SelfPlayGame(gym.Env):
 __all__ = ["ALICE", "BOB", "GameConfig", "GoalResult", "SelfPlayGame"]  # GoalResult: from selfplay.events
 
 
-def _relabelled(observations: list[dict], goal: np.ndarray) -> dict[str, np.ndarray]:
-    """Observations (T dicts) stacked into (T, ...) arrays, as Bob would see them with ``goal``."""
+def _relabelled(observations: list[dict], goal: np.ndarray, rotation_modes: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Observations (T dicts) stacked into (T, ...) arrays, as Bob would see them with ``goal``
+    (``rotation_modes``: the env's ``goal_rotation_modes``)."""
     from selfplay.learning.cloning import relabel
 
-    return relabel({k: np.stack([o[k] for o in observations]) for k in observations[0]}, goal)
+    return relabel({k: np.stack([o[k] for o in observations]) for k in observations[0]}, goal, rotation_modes)

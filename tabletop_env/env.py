@@ -23,12 +23,14 @@ from tabletop_env.state import (
     canonical_poses,
     objects_at_goal,
     pose_at_goal,
+    pose_rotation_to_goal,
 )
 from tabletop_env.wrappers import ACTION_DIMS
 
 ROBOT_FEATURES = 21  # tool pos (3), tool vel (3), tool rotation matrix x/y columns (6), opening + target (2), arm joints (7)
 OBJECT_FEATURES = 17  # pos (3), quat (4), lin vel (3), ang vel (3), pos - tool pos (3), finger contact (1)
 GOAL_FEATURES = 10  # goal pos (3), goal quat (4), goal pos - pos (3)
+GOAL_ROTATION_FEATURES = 3  # with goal_rotation=True: the rotation to the goal, world frame (rad)
 POSE_SIZE = 7  # position (3) + quaternion (4)
 
 #: The goal-env keys: all that SB3's ``HerReplayBuffer`` needs, and all consistent when it relabels
@@ -61,7 +63,8 @@ class TabletopEnv(gym.Env):
     and ``desired_goal`` ((max_objects * 7,) poses: position m, quaternion xyzw; padding slots hold
     the identity pose), plus, with ``structured_keys``, the keys of an object-set network:
     ``robot`` (ROBOT_FEATURES,), ``objects`` (max_objects, OBJECT_FEATURES), ``goal``
-    (max_objects, GOAL_FEATURES) and ``mask`` (max_objects,), 1 for a real object. The
+    (max_objects, GOAL_FEATURES, + GOAL_ROTATION_FEATURES with ``goal_rotation``) and ``mask``
+    (max_objects,), 1 for a real object. The
     registered gymnasium ids leave the structured keys out by default, so that SB3's
     ``HerReplayBuffer``, which relabels ``desired_goal`` only, never sees a ``goal`` that
     contradicts it; ``gym.make(id, structured_keys=True)`` gives what a self-play Bob reads.
@@ -86,6 +89,10 @@ class TabletopEnv(gym.Env):
         home_tool_position: where the home pose puts the tool (m); the arm is solved for it once.
         ignore_rotation: an object is at its goal by position alone (for curricula and
             diagnostics; the holdout tasks' rule compares rotations too).
+        goal_rotation: each object's goal features end with the rotation that takes it to its
+            goal's orientation, modulo its symmetry (3, rotation vector in the world frame, rad;
+            zeros where rotation does not count; :func:`tabletop_env.state.rotation_to_goal`):
+            GOAL_FEATURES + GOAL_ROTATION_FEATURES features instead of GOAL_FEATURES.
         structured_keys: add ``robot``, ``objects``, ``goal`` and ``mask`` to the observation.
     """
 
@@ -106,6 +113,7 @@ class TabletopEnv(gym.Env):
         home_tool_position: Sequence[float] = (-0.05, 0.0, 0.15),
         settle_steps: int = 3,
         ignore_rotation: bool = False,
+        goal_rotation: bool = False,
         structured_keys: bool = True,
         physics: PhysicsConfig = PhysicsConfig(),
         control: ControlConfig = ControlConfig(),
@@ -142,6 +150,8 @@ class TabletopEnv(gym.Env):
         self.max_episode_steps = max_episode_steps
         self._task_modes = getattr(task, "rotation_modes", None) if task is not None else None
         self.set_ignore_rotation(ignore_rotation)
+        self.goal_rotation = goal_rotation
+        self.goal_feature_size = GOAL_FEATURES + GOAL_ROTATION_FEATURES * goal_rotation
 
         self._physics_config, self._control_config = physics, control
         self._build_scene()
@@ -155,7 +165,7 @@ class TabletopEnv(gym.Env):
             "desired_goal": box(m * POSE_SIZE),
             "robot": box(ROBOT_FEATURES),
             "objects": box(m, OBJECT_FEATURES),
-            "goal": box(m, GOAL_FEATURES),
+            "goal": box(m, self.goal_feature_size),
             "mask": gym.spaces.Box(0.0, 1.0, shape=(m,), dtype=np.float32),
         }
         self._keys = tuple(spaces) if structured_keys else GOAL_ENV_KEYS
@@ -164,7 +174,7 @@ class TabletopEnv(gym.Env):
 
         # One buffer per observation: [robot | objects | mask | achieved | desired | goal].
         sizes = [("robot", ROBOT_FEATURES), ("objects", m * OBJECT_FEATURES), ("mask", m),
-                 ("achieved_goal", m * POSE_SIZE), ("desired_goal", m * POSE_SIZE), ("goal", m * GOAL_FEATURES)]
+                 ("achieved_goal", m * POSE_SIZE), ("desired_goal", m * POSE_SIZE), ("goal", m * self.goal_feature_size)]
         self._obs_slices, start = {}, 0
         for key, size in sizes:
             self._obs_slices[key] = slice(start, start + size)
@@ -408,6 +418,12 @@ class TabletopEnv(gym.Env):
             pybullet.resetBasePositionAndOrientation(marker, pose[:3], pose[3:], physicsClientId=self.sim.client)
 
     @property
+    def goal_rotation_modes(self) -> np.ndarray | None:
+        """(max_objects,) the rotation modes behind the goal features' rotation part (padding
+        slots: ignored), for computing them elsewhere (relabelling); None without ``goal_rotation``."""
+        return self._padded_modes if self.goal_rotation else None
+
+    @property
     def sim_error(self) -> str | None:
         """Why the simulation was stopped (non-finite or exploded state), else None."""
         return self._sim_error
@@ -421,11 +437,12 @@ class TabletopEnv(gym.Env):
         self.robot.reset(joints)
 
     def set_object_poses(self, poses: np.ndarray) -> None:
-        """Teleport objects to (n, 7) poses with zero velocity."""
+        """Teleport objects to (n, 7) poses with zero velocity (:meth:`object_poses` shows them at once)."""
         c = self.sim.client
         for body, pose in zip(self._object_ids, np.asarray(poses, dtype=float)):
             pybullet.resetBasePositionAndOrientation(body, pose[:3], pose[3:], physicsClientId=c)
             pybullet.resetBaseVelocity(body, (0, 0, 0), (0, 0, 0), physicsClientId=c)
+        self._read_objects()
 
     def set_ignore_rotation(self, ignore: bool) -> None:
         """Whether an object is at its goal by position alone from now on (``ignore_rotation``;
@@ -533,7 +550,10 @@ class TabletopEnv(gym.Env):
                              joints[5][0], joints[6][0])
         views["objects"][:n] = rows
         views["achieved_goal"][: n * POSE_SIZE].reshape(n, POSE_SIZE)[:] = self._pose_rows
-        views["goal"][:n, POSE_SIZE:] = differences
+        views["goal"][:n, POSE_SIZE:GOAL_FEATURES] = differences
+        if self.goal_rotation:
+            views["goal"][:n, GOAL_FEATURES:] = [pose_rotation_to_goal(p[3:], g[3:], mode) for p, g, mode
+                                                 in zip(self._pose_rows, self._goal_rows, self._modes_list)]
         return views if self.structured_keys else {k: views[k] for k in GOAL_ENV_KEYS}
 
     def _views(self, buffer: np.ndarray) -> dict[str, np.ndarray]:
@@ -546,7 +566,7 @@ class TabletopEnv(gym.Env):
             "desired_goal": buffer[s["desired_goal"]],
             "robot": buffer[s["robot"]],
             "objects": buffer[s["objects"]].reshape(m, OBJECT_FEATURES),
-            "goal": buffer[s["goal"]].reshape(m, GOAL_FEATURES),
+            "goal": buffer[s["goal"]].reshape(m, self.goal_feature_size),
             "mask": buffer[s["mask"]],
         }
 

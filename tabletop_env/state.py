@@ -109,6 +109,82 @@ def rotation_error(q_achieved: np.ndarray, q_desired: np.ndarray, modes: np.ndar
     return 2.0 * np.arccos(np.minimum(cos_half, 1.0))
 
 
+def _allowed_symmetries() -> np.ndarray:
+    """(4, 24) bool: which of :data:`CUBE_SYMMETRIES` each ROTATION_* mode may use."""
+    one_axis = np.count_nonzero(np.abs(CUBE_SYMMETRIES) > 1e-9, axis=1) == 1  # identity and the 3 half-turns
+    identity = np.abs(CUBE_SYMMETRIES[:, 3]) > 1 - 1e-9
+    allowed = np.zeros((4, len(CUBE_SYMMETRIES)), dtype=bool)
+    allowed[ROTATION_FULL], allowed[ROTATION_CUBE], allowed[ROTATION_BOX] = identity, True, one_axis
+    allowed[ROTATION_IGNORE] = identity
+    return allowed
+
+
+_ALLOWED_SYMMETRIES = _allowed_symmetries()
+
+
+def rotate_vectors(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """(..., 3) vectors ``v`` rotated by (..., 4) unit quaternions ``q``."""
+    u, w = q[..., :3], q[..., 3:]
+    t = 2.0 * np.cross(u, v)
+    return v + w * t + np.cross(u, t)
+
+
+def rotation_to_goal(q_current: np.ndarray, q_goal: np.ndarray, modes: np.ndarray) -> np.ndarray:
+    """The smallest rotation that turns each object's orientation into its goal's, modulo its
+    symmetry, as a rotation vector in the world frame (axis x angle, rad): (..., n, 3), zeros
+    where rotation is ignored. Its norm is :func:`rotation_error`; a block resting 0.3 rad short
+    of its goal's yaw gives (0, 0, 0.3). ``q_current``, ``q_goal``: (..., n, 4); ``modes``: (n,)."""
+    q_current, q_goal, modes = np.asarray(q_current, dtype=float), np.asarray(q_goal, dtype=float), np.asarray(modes)
+    in_body = quaternion_multiply(quaternion_conjugate(q_current), q_goal)  # q_current * in_body = q_goal
+    candidates = quaternion_multiply(in_body[..., None, :], CUBE_SYMMETRIES)  # equivalent goals q_goal * s
+    score = np.where(_ALLOWED_SYMMETRIES[modes], np.abs(candidates[..., 3]), -1.0)
+    best = np.take_along_axis(candidates, score.argmax(axis=-1)[..., None, None], axis=-2)[..., 0, :]
+    best = np.where(best[..., 3:] < 0, -best, best)
+    sin_half = np.linalg.norm(best[..., :3], axis=-1)
+    angle = 2.0 * np.arctan2(sin_half, best[..., 3])
+    scale = np.where(sin_half > 1e-12, angle / np.maximum(sin_half, 1e-12), 2.0)
+    vector = rotate_vectors(q_current, best[..., :3] * scale[..., None])
+    return np.where((modes == ROTATION_IGNORE)[..., None], 0.0, vector)
+
+
+def _quaternion_product(a, b) -> tuple[float, float, float, float]:
+    """Hamilton product of two (x, y, z, w) 4-sequences of floats."""
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return (aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz)
+
+
+def pose_rotation_to_goal(q_current, q_goal, mode: int) -> tuple[float, float, float]:
+    """Scalar :func:`rotation_to_goal` for one object ((x, y, z, w) 4-sequences of floats): the
+    simulator's per-step path. The best symmetry comes in closed form (see
+    :func:`_symmetric_cos_half`): the group element t maximising |<q, t>| is a unit axis, the
+    signs of q over 2, or the signs of its two largest components over sqrt(2)."""
+    if mode == ROTATION_IGNORE:
+        return (0.0, 0.0, 0.0)
+    cx, cy, cz, cw = q_current
+    q = _quaternion_product((-cx, -cy, -cz, cw), q_goal)  # in the body frame: q_current * q = q_goal
+    if mode != ROTATION_FULL:
+        size = [abs(v) for v in q]
+        order = sorted(range(4), key=size.__getitem__)
+        first, second = order[3], order[2]
+        t = [0.0, 0.0, 0.0, 0.0]
+        t[first] = math.copysign(1.0, q[first])
+        if mode == ROTATION_CUBE:
+            halves, pair = sum(size) * 0.5, (size[first] + size[second]) * _SQRT_HALF
+            if halves > max(size[first], pair):
+                t = [math.copysign(0.5, v) for v in q]
+            elif pair > size[first]:
+                t[first], t[second] = math.copysign(_SQRT_HALF, q[first]), math.copysign(_SQRT_HALF, q[second])
+        q = _quaternion_product(q, (-t[0], -t[1], -t[2], t[3]))  # q_goal * conj(t) is the same goal
+    x, y, z, w = q if q[3] >= 0 else (-q[0], -q[1], -q[2], -q[3])
+    sin_half = math.sqrt(x * x + y * y + z * z)
+    scale = 2.0 * math.atan2(sin_half, w) / sin_half if sin_half > 1e-12 else 2.0
+    x, y, z, w = _quaternion_product(_quaternion_product(q_current, (x * scale, y * scale, z * scale, 0.0)),
+                                     (-cx, -cy, -cz, cw))  # into the world frame
+    return (x, y, z)
+
+
 def objects_at_goal(
     achieved: np.ndarray,
     desired: np.ndarray,

@@ -124,6 +124,24 @@ def test_a_runs_arm_and_physics_overrides_reach_its_evaluation(tmp_path):
     assert workspace["control"].max_translation == 0.025 and workspace["physics"].solver_iterations == 40
 
 
+def test_a_bob_that_reads_the_rotation_to_its_goal_is_evaluated_with_it(tmp_path):
+    """env.goal_rotation changes Bob's goal features (13 per object, not 10): the evaluation
+    builds its envs to match the zip, even a loose one with no run config beside it."""
+    bob = _bob_zip(tmp_path, **{"env.goal_rotation": "true"})
+    result = evaluate_cli(f"checkpoint={bob}", "tasks=[Tabletop/Push1-v0]", "trials=1", f"out={tmp_path / 'eval'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["Tabletop/Push1-v0"]["trials"] == 1
+
+
+def test_a_resume_that_would_change_the_goal_features_names_the_key(tmp_path):
+    from selfplay.training.resume import architecture_mismatch
+
+    saved = _bob_zip(tmp_path, **{"env.goal_rotation": "true"})
+    cfg = tiny_config()
+    learner = build_learner(cfg, BOB, agent_observation_space(make_game(cfg, seed=0).observation_space), make_game(cfg, seed=0).action_space)
+    assert architecture_mismatch(saved, learner, "bob") == "env.goal_rotation is False but the checkpoint was trained with True"
+
+
 def test_a_run_is_evaluated_in_its_own_workspace(tmp_path):
     from selfplay.evaluation import run_workspace
     from omegaconf import OmegaConf

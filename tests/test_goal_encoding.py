@@ -74,3 +74,56 @@ def test_holdout_goals_use_the_same_sign():
             assert (goals[:, 6] >= 0).all(), task_id
             np.testing.assert_allclose(canonical_poses(env.goal), env.goal)
         env.close()
+
+
+# -- env.goal_rotation: the rotation to the goal as goal features ---------------------------------
+
+
+def yaw_pose(position, yaw):
+    return np.array([*position, 0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)])
+
+
+def test_rotation_to_goal_is_the_symmetric_yaw_difference_for_a_resting_block():
+    env = TabletopEnv(task="Tabletop/Push1-v0", goal_rotation=True)
+    env.reset(seed=0)
+    position = env.object_poses()[0, :3]
+    env.set_object_poses(yaw_pose(position, 0.1)[None])
+    for goal_yaw, expected in ((0.4, 0.3), (-0.2, -0.3), (1.5, 1.4 - np.pi / 2)):  # a cube: modulo quarter turns
+        env.set_goal(yaw_pose(position + [0.05, 0, 0], goal_yaw)[None])
+        features = env.refresh()["goal"][0]
+        assert features.shape == (13,)
+        np.testing.assert_allclose(features[10:], [0.0, 0.0, expected], atol=1e-5)
+    env.set_ignore_rotation(True)  # rotation does not count: nothing to turn
+    np.testing.assert_array_equal(env.refresh()["goal"][0, 10:], 0.0)
+
+
+def test_rotation_to_goal_turns_any_orientation_onto_its_goal_modulo_symmetry():
+    from scipy.spatial.transform import Rotation
+
+    from tabletop_env.state import ROTATION_BOX, ROTATION_CUBE, ROTATION_FULL, rotation_error, rotation_to_goal
+
+    current, goal = Rotation.random(200, random_state=1).as_quat(), Rotation.random(200, random_state=2).as_quat()
+    for mode in (ROTATION_FULL, ROTATION_CUBE, ROTATION_BOX):
+        modes = np.array([mode])
+        vector = rotation_to_goal(current[:, None], goal[:, None], modes)[:, 0]
+        np.testing.assert_allclose(np.linalg.norm(vector, axis=1), rotation_error(current[:, None], goal[:, None], modes)[:, 0], atol=1e-9)
+        turned = (Rotation.from_rotvec(vector) * Rotation.from_quat(current)).as_quat()
+        assert rotation_error(turned[:, None], goal[:, None], modes).max() < 1e-6
+
+
+def test_relabelled_rotation_features_equal_the_simulators():
+    env = TabletopEnv(task="Tabletop/Push1-v0", goal_rotation=True, max_objects=2)
+    env.reset(seed=0)
+    start = env.get_state()
+    observations = [env.refresh()]
+    for _ in range(3):
+        observations.append(env.step(np.array([0.3, 0, 0, 0.5, 0, 1.0]))[0])
+    trace = {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+    env.set_object_poses(turned_block_pose(env)[None])
+    goal = env.object_poses()
+    relabelled = relabel(trace, goal, env.goal_rotation_modes)
+    env.set_state(start)
+    env.set_goal(goal)
+    seen = env.refresh()
+    np.testing.assert_allclose(relabelled["goal"][0], seen["goal"], atol=1e-5)
+    assert np.abs(seen["goal"][0, 10:]).max() > 0.1  # the block must turn to reach it

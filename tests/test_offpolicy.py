@@ -20,11 +20,12 @@ from tabletop_env.state import ROTATION_IGNORE, objects_at_goal
 from tests.helpers import game_rules, tiny_config
 
 
-def uniform_game(**rules) -> SelfPlayGame:
+def uniform_game(goal_rotation: bool = False, **rules) -> SelfPlayGame:
     config = game_rules(teacher="uniform", uniform_tasks=("push",), goal_distance=(0.04, 0.08), bob_steps_per_object=30,
                         bob_actions="continuous", **rules)
     game = SelfPlayGame(n_objects=1, config=config, max_objects=2,
-                        env_kwargs={"placement_low": (-0.15, -0.1), "placement_high": (0.05, 0.1), "home_tool_position": (-0.05, 0.0, 0.05)})
+                        env_kwargs={"placement_low": (-0.15, -0.1), "placement_high": (0.05, 0.1), "home_tool_position": (-0.05, 0.0, 0.05),
+                                    "goal_rotation": goal_rotation})
     game.reset(seed=3)
     return game
 
@@ -74,6 +75,28 @@ def filled_buffer():
     for observations, actions in turns:
         buffer.add_turn(observations, actions)
     return buffer, turns, modes
+
+
+def test_sampled_rotation_features_are_the_simulators_for_turn_goals_and_rebuilt_for_hindsight_goals():
+    game, rng = uniform_game(goal_rotation=True), np.random.default_rng(2)
+    modes = rotation_modes_for(game.n_objects, 2, game.sim.rotation_modes)
+    buffer = TurnReplayBuffer(10_000, game.observation_space, modes, her_ratio=0.5, seed=0)
+    turns = [play_turn(game, rng)[:2] for _ in range(3)]
+    for observations, actions in turns:
+        buffer.add_turn(observations, actions)
+    batch = buffer.sample(256)
+    obs = {k: v.numpy() for k, v in batch.observations.items()}
+    assert obs["goal"].shape[-1] == 13
+    np.testing.assert_allclose(obs["goal"], goal_features(obs["goal"][:, :, :7], obs["objects"], obs["mask"], modes), atol=1e-6)
+    # a transition whose goal was not relabelled carries exactly what the simulator showed Bob
+    seen = {tuple(np.round(o["objects"][0, :7], 6)): o["goal"] for observations, _ in turns for o in observations[:-1]}
+    matched = 0
+    for objects, goal in zip(obs["objects"], obs["goal"]):
+        shown = seen.get(tuple(np.round(objects[0, :7], 6)))
+        if shown is not None and np.allclose(shown[0, :7], goal[0, :7]):
+            np.testing.assert_allclose(goal, shown, atol=1e-5)
+            matched += 1
+    assert matched > 50 and np.abs(obs["goal"][:, 0, 10:]).max() > 0.05
 
 
 def test_sampled_goal_features_and_rewards_agree_with_the_simulator_rule(filled_buffer):

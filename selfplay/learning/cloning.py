@@ -10,25 +10,33 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from selfplay.learning.losses import Minibatch
 from tabletop_env.env import POSE_SIZE
+from tabletop_env.state import rotation_to_goal
 
 
-def goal_features(goal_poses: np.ndarray, objects: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def goal_features(goal_poses: np.ndarray, objects: np.ndarray, mask: np.ndarray,
+                  rotation_modes: np.ndarray | None = None) -> np.ndarray:
     """Bob's goal features (B, M, 10) as the simulator writes them: per real object the goal pose
     (7) and the goal position minus the object's position (3, m, computed in float64); zeros in
     padding slots. ``goal_poses``: (B, M, 7); ``objects``: (B, M, 17) object features; ``mask``: (B, M).
+    With ``rotation_modes`` ((M,) ROTATION_* codes, the env's ``goal_rotation=True``), (B, M, 13):
+    the rotation from each object's orientation to its goal's follows (3, rad, world frame).
     """
     goal = np.asarray(goal_poses, dtype=np.float64)
-    features = np.concatenate([goal, goal[..., :3] - objects[..., :3].astype(np.float64)], axis=-1)
-    return (features * mask[..., None]).astype(np.float32)
+    parts = [goal, goal[..., :3] - objects[..., :3].astype(np.float64)]
+    if rotation_modes is not None:
+        parts.append(rotation_to_goal(objects[..., 3:POSE_SIZE], goal[..., 3:], rotation_modes))
+    return (np.concatenate(parts, axis=-1) * mask[..., None]).astype(np.float32)
 
 
-def relabel(observations: dict[str, np.ndarray], goal: np.ndarray) -> dict[str, np.ndarray]:
+def relabel(observations: dict[str, np.ndarray], goal: np.ndarray,
+            rotation_modes: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Alice's observations (dict of (T, ...) arrays) as Bob would see them with goal ``goal``.
 
     ``goal`` is (n, 7): the object poses Alice left. Bob's goal features are computed from each
     state exactly as the simulator computes them in Bob's own rollouts: per object the goal pose
     and the goal position minus the current position (float32, padded), the flat
-    ``desired_goal``, and ``phase`` = 1 (Bob's turn).
+    ``desired_goal``, and ``phase`` = 1 (Bob's turn). ``rotation_modes``: (M,) padded modes when
+    the goal features carry the rotation to the goal (see :func:`goal_features`).
     """
     n = len(goal)
     out = dict(observations)
@@ -36,7 +44,8 @@ def relabel(observations: dict[str, np.ndarray], goal: np.ndarray) -> dict[str, 
     goal32 = goal.astype(np.float64)
     padded = np.zeros((observations["goal"].shape[1], POSE_SIZE))
     padded[:n] = goal32
-    out["goal"] = goal_features(np.broadcast_to(padded, (steps, *padded.shape)), observations["objects"], observations["mask"])
+    out["goal"] = goal_features(np.broadcast_to(padded, (steps, *padded.shape)), observations["objects"], observations["mask"],
+                               rotation_modes)
     desired = observations["achieved_goal"].copy()
     desired[:, : n * POSE_SIZE] = goal32.ravel()
     # padding slots: identity poses, as the simulator writes them

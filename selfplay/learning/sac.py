@@ -32,7 +32,7 @@ from selfplay.game import BOB, STRUCTURED_KEYS
 from selfplay.learning.cloning import goal_features
 from selfplay.learning.sac_step import critic_pairs, sac_gradient_step, update_input_statistics
 from selfplay.policies import observation_tensors, policy_kwargs
-from tabletop_env.env import POSE_SIZE, object_rotation_modes
+from tabletop_env.env import GOAL_FEATURES, GOAL_ROTATION_FEATURES, POSE_SIZE, object_rotation_modes
 from tabletop_env.objects import blocks
 from tabletop_env.state import ROTATION_IGNORE, objects_at_goal
 from tabletop_env.wrappers import ACTION_DIMS, bin_values
@@ -51,7 +51,9 @@ class TurnReplayBuffer:
         capacity: transitions kept (the oldest are overwritten).
         spaces: Bob's observation space (``robot``, ``objects``, ``goal``, ``mask``).
         rotation_modes: (M,) how each object slot's rotation counts for success
-            (:func:`tabletop_env.state.objects_at_goal`); padding slots are ignored.
+            (:func:`tabletop_env.state.objects_at_goal`); padding slots are ignored. When the
+            goal features carry the rotation to the goal (a ``goal`` width of 13), a relabelled
+            goal's rotation part is computed with these modes too, as the env computes it.
         her_ratio: share of samples whose goal is relabelled with a later pose of their turn.
         informative_only: relabel only with goals the objects do not satisfy yet before the step
             (with a 4 cm success radius most later poses of a turn are "already there" and teach
@@ -71,6 +73,8 @@ class TurnReplayBuffer:
         self.capacity, self.her_ratio, self.device = capacity, her_ratio, device
         self.informative_only, self.moved_share = informative_only, moved_share
         self.modes = np.asarray(rotation_modes)
+        # goal features with the rotation to the goal (the env's goal_rotation=True)
+        self.goal_rotation = spaces["goal"].shape[-1] == GOAL_FEATURES + GOAL_ROTATION_FEATURES
         m = spaces["mask"].shape[0]
         self.robot = np.zeros((2, capacity, *spaces["robot"].shape), dtype=np.float32)  # [now, next]
         self.objects = np.zeros((2, capacity, *spaces["objects"].shape), dtype=np.float32)
@@ -157,7 +161,7 @@ class TurnReplayBuffer:
     def _observations(self, which: int, index: np.ndarray, goal: np.ndarray, mask: np.ndarray) -> dict[str, th.Tensor]:
         objects = self.objects[which, index]
         arrays = {"robot": self.robot[which, index], "objects": objects, "mask": mask,
-                  "goal": goal_features(goal, objects, mask)}
+                  "goal": goal_features(goal, objects, mask, self.modes if self.goal_rotation else None)}
         return {k: th.as_tensor(v, device=self.device) for k, v in arrays.items()}
 
 
