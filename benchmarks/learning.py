@@ -2,10 +2,12 @@
 
     python benchmarks/learning.py --steps 1000000 --seeds 0 --jobs 2      # ~1-2 h on 2 cores
     python benchmarks/learning.py --report-only                           # redo plot + table
+    python benchmarks/learning.py --out runs/ablation --seeds 0 1 2 --steps 700000 --eval-every 140000 \
+        --set experiment=ladder_full_sac_position abc.q_filter=true trainer.time_limit_minutes=0   # the off-policy Bob's arms
 
 Arms (each a run folder under --out, default runs/learning/), all on the default config of
 selfplay/conf/config.yaml plus --set overrides (same workspace, budget and seeds):
-  selfplay_abc     the method (default config)
+  selfplay_abc     the method: self-play with ABC (abc.enabled=true)
   uniform          teacher=uniform: Bob alone on hand-designed random goals, no Alice
   selfplay_no_abc  self-play without ABC (abc.enabled=false)
   sac_her          what a user would pick instead: SB3 SAC + HER trained directly on
@@ -13,8 +15,10 @@ selfplay/conf/config.yaml plus --set overrides (same workspace, budget and seeds
 Every arm is evaluated zero-shot with the same protocol (selfplay.evaluate, in the config's
 workspace) every --eval-every env steps on Push1 and PickAndPlace1 (the curves), and its last
 checkpoint once more with --final-trials trials (the table: success and object-goal distance),
-beside a uniformly random Bob. Writes <out>/learning.png and <out>/learning.md (copy them into
-benchmarks/ to keep them).
+beside a uniformly random Bob. With several seeds, the curves are the mean over seeds with a
+min-max band, and the table adds each arm's mean +- sd over seeds and the Wilson interval of all
+its goals pooled. Writes <out>/learning.png and <out>/learning.md (copy them into benchmarks/ to
+keep them).
 """
 
 from __future__ import annotations
