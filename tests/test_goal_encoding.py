@@ -43,10 +43,10 @@ def test_a_goal_given_with_either_sign_reaches_bob_identically():
     assert env.compute_reward(from_raw["achieved_goal"], from_raw["desired_goal"], None) == -1.0
 
 
-def test_relabelled_goals_equal_simulator_goals_for_a_turned_block():
-    """Alice leaves the block turned by 3.5 rad; relabelling her trajectory with that goal gives
-    exactly the goal features Bob's own observation has when the simulator holds that goal."""
-    env = TabletopEnv(task="Tabletop/Push1-v0")
+def relabelled_and_seen(env):
+    """Three steps of a trajectory relabelled with a goal that has the block turned by 3.5 rad
+    (what the game takes as Alice's goal), and the observation Bob has at the trajectory's start
+    when the simulator holds that goal: (relabelled arrays, that observation)."""
     env.reset(seed=0)
     start = env.get_state()
     observations = [env.refresh()]
@@ -54,11 +54,17 @@ def test_relabelled_goals_equal_simulator_goals_for_a_turned_block():
         observations.append(env.step(np.array([0.3, 0, 0, 0.5, 0, 1.0]))[0])
     trace = {k: np.stack([o[k] for o in observations]) for k in observations[0]}
     env.set_object_poses(turned_block_pose(env)[None])
-    goal = env.object_poses()  # what the game takes as Alice's goal
-    relabelled = relabel(trace, goal)
+    goal = env.object_poses()
+    relabelled = relabel(trace, goal, env.goal_rotation_modes)
     env.set_state(start)
     env.set_goal(goal)
-    seen = env.refresh()
+    return relabelled, env.refresh()
+
+
+def test_relabelled_goals_equal_simulator_goals_for_a_turned_block():
+    """Alice leaves the block turned by 3.5 rad; relabelling her trajectory with that goal gives
+    exactly the goal features Bob's own observation has when the simulator holds that goal."""
+    relabelled, seen = relabelled_and_seen(TabletopEnv(task="Tabletop/Push1-v0"))
     for key in ("goal", "desired_goal"):
         np.testing.assert_allclose(relabelled[key][0], seen[key], atol=1e-6)
     assert relabelled["goal"][0, 0, 6] >= 0
@@ -112,18 +118,6 @@ def test_rotation_to_goal_turns_any_orientation_onto_its_goal_modulo_symmetry():
 
 
 def test_relabelled_rotation_features_equal_the_simulators():
-    env = TabletopEnv(task="Tabletop/Push1-v0", goal_rotation=True, max_objects=2)
-    env.reset(seed=0)
-    start = env.get_state()
-    observations = [env.refresh()]
-    for _ in range(3):
-        observations.append(env.step(np.array([0.3, 0, 0, 0.5, 0, 1.0]))[0])
-    trace = {k: np.stack([o[k] for o in observations]) for k in observations[0]}
-    env.set_object_poses(turned_block_pose(env)[None])
-    goal = env.object_poses()
-    relabelled = relabel(trace, goal, env.goal_rotation_modes)
-    env.set_state(start)
-    env.set_goal(goal)
-    seen = env.refresh()
+    relabelled, seen = relabelled_and_seen(TabletopEnv(task="Tabletop/Push1-v0", goal_rotation=True, max_objects=2))
     np.testing.assert_allclose(relabelled["goal"][0], seen["goal"], atol=1e-5)
     assert np.abs(seen["goal"][0, 10:]).max() > 0.1  # the block must turn to reach it
