@@ -256,6 +256,8 @@ def report(args) -> None:
     fig, axes = plt.subplots(1, len(TASKS), figsize=(6 * len(TASKS), 4), sharey=True)
     for ax, task in zip(axes, TASKS):
         for arm, runs in by_arm(curves).items():
+            if not any(runs.values()):  # no evaluation logged yet
+                continue
             steps, mean, low, high = seed_band([rows for rows in runs.values() if rows], f"eval/{task}/success")
             line, = ax.plot(steps, 100 * mean, marker="o", label=f"{arm} ({len(runs)} seed{'s' * (len(runs) > 1)})")
             if len(runs) > 1:
