@@ -42,6 +42,12 @@ STRUCTURED_KEYS = ("robot", "objects", "goal", "mask")
 TABLE_HALF_EXTENTS = (0.6, 0.5, 0.02)  # metres; the top surface is at z = 0
 
 
+def reads_goal_rotation(observation_space: gym.spaces.Dict) -> bool:
+    """Whether observations of ``observation_space`` (an env's, or a saved policy's) carry the
+    rotation to the goal in their goal features (``goal_rotation=True``)."""
+    return observation_space["goal"].shape[-1] == GOAL_FEATURES + GOAL_ROTATION_FEATURES
+
+
 def object_rotation_modes(specs: Sequence[catalogue.ObjectSpec], ignore_rotation: bool = False) -> np.ndarray:
     """How each object's rotation counts for success (n,) (:mod:`tabletop_env.state` modes): by
     its symmetry, or not at all with ``ignore_rotation``."""

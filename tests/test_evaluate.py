@@ -138,7 +138,8 @@ def test_a_resume_that_would_change_the_goal_features_names_the_key(tmp_path):
 
     saved = _bob_zip(tmp_path, **{"env.goal_rotation": "true"})
     cfg = tiny_config()
-    learner = build_learner(cfg, BOB, agent_observation_space(make_game(cfg, seed=0).observation_space), make_game(cfg, seed=0).action_space)
+    game = make_game(cfg, seed=0)
+    learner = build_learner(cfg, BOB, agent_observation_space(game.observation_space), game.action_space)
     assert architecture_mismatch(saved, learner, "bob") == "env.goal_rotation is False but the checkpoint was trained with True"
 
 

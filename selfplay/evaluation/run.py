@@ -10,7 +10,7 @@ from selfplay.evaluation.policy import BobPolicy, load_bob
 from selfplay.evaluation.protocol import TaskResult, resolve_tasks
 from selfplay.evaluation.report import log_to_wandb, save_video, write_report
 from selfplay.evaluation.workspace import describe_workspace, run_workspace, workspace_misfits
-from tabletop_env.env import GOAL_FEATURES
+from tabletop_env.env import reads_goal_rotation
 
 
 def run_evaluation(cfg) -> list[TaskResult]:
@@ -28,7 +28,7 @@ def run_evaluation(cfg) -> list[TaskResult]:
     slots = model.observation_space["mask"].shape[0]
     workspace = run_workspace(path) if cfg.workspace == "run" else None
     # goal features as this Bob reads them (with or without the rotation to the goal)
-    workspace = {**(workspace or {}), "goal_rotation": model.observation_space["goal"].shape[-1] > GOAL_FEATURES}
+    workspace = {**(workspace or {}), "goal_rotation": reads_goal_rotation(model.observation_space)}
     misfits = workspace_misfits(tasks, workspace)
     if misfits and cfg.tasks:  # asked for by name: say so instead of skipping
         raise ValueError(f"{', '.join(misfits)} cannot be laid out in this run's workspace "

@@ -32,7 +32,7 @@ from selfplay.game import BOB, STRUCTURED_KEYS
 from selfplay.learning.cloning import goal_features
 from selfplay.learning.sac_step import critic_pairs, sac_gradient_step, update_input_statistics
 from selfplay.policies import observation_tensors, policy_kwargs
-from tabletop_env.env import GOAL_FEATURES, GOAL_ROTATION_FEATURES, POSE_SIZE, object_rotation_modes
+from tabletop_env.env import POSE_SIZE, object_rotation_modes, reads_goal_rotation
 from tabletop_env.objects import blocks
 from tabletop_env.state import ROTATION_IGNORE, objects_at_goal
 from tabletop_env.wrappers import ACTION_DIMS, bin_values
@@ -73,8 +73,7 @@ class TurnReplayBuffer:
         self.capacity, self.her_ratio, self.device = capacity, her_ratio, device
         self.informative_only, self.moved_share = informative_only, moved_share
         self.modes = np.asarray(rotation_modes)
-        # goal features with the rotation to the goal (the env's goal_rotation=True)
-        self.goal_rotation = spaces["goal"].shape[-1] == GOAL_FEATURES + GOAL_ROTATION_FEATURES
+        self.goal_rotation = reads_goal_rotation(spaces)
         m = spaces["mask"].shape[0]
         self.robot = np.zeros((2, capacity, *spaces["robot"].shape), dtype=np.float32)  # [now, next]
         self.objects = np.zeros((2, capacity, *spaces["objects"].shape), dtype=np.float32)

@@ -11,7 +11,7 @@ import torch as th
 from selfplay.checkpoint import checkpoint_problem
 from selfplay.config import ConfigError
 from selfplay.opponents import OpponentPool
-from tabletop_env.env import GOAL_FEATURES
+from tabletop_env.env import reads_goal_rotation
 
 log = logging.getLogger("selfplay")
 
@@ -47,7 +47,7 @@ def _architecture(agent: str, policy_kwargs: dict, observation_space: gym.spaces
         f"{agent}.normalize_inputs": extractor.get("normalize", False),
         f"{agent}.head": list(head["pi"] if isinstance(head, dict) else head),
         "env.max_objects": observation_space["mask"].shape[0],
-        "env.goal_rotation": observation_space["goal"].shape[-1] > GOAL_FEATURES,
+        "env.goal_rotation": reads_goal_rotation(observation_space),
     }
     if not continuous:
         shapes["env.action_bins"] = int(action_space.nvec[0])
