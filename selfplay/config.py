@@ -124,7 +124,8 @@ class TeacherConfig:
 
 @dataclass
 class AgentConfig:
-    learning_rate: float = MISSING  # Adam step size
+    learning_rate: float = MISSING  # Adam step size (at the start of the budget)
+    learning_rate_end: float | None = MISSING  # step size at trainer.total_steps, linear in between; null: constant
     gamma: float = MISSING  # discount per env step
     gae_lambda: float = MISSING  # GAE lambda
     ent_coef: float = MISSING  # entropy bonus weight
@@ -157,6 +158,8 @@ class AgentConfig:
 
     def __post_init__(self) -> None:
         _require(self.learning_rate > 0, "agent.learning_rate", f"must be positive, got {self.learning_rate}")
+        _require(self.learning_rate_end is None or self.learning_rate_end >= 0, "agent.learning_rate_end",
+                 f"must be >= 0 or null, got {self.learning_rate_end}")
         _require(0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1, "agent.gamma/gae_lambda", "must lie in (0, 1]")
         _require(self.n_epochs >= 1 and self.batch_size >= 2, "agent.n_epochs/batch_size", "n_epochs >= 1, batch_size >= 2")
         _require(self.width >= 1 and self.depth >= 1, "agent.width/depth", "must be >= 1")
@@ -167,6 +170,14 @@ class AgentConfig:
         _require(self.buffer_size >= 1 and self.updates_per_step > 0 and 0 < self.tau <= 1 and 0 <= self.her_ratio <= 1
                  and 0 <= self.moved_share <= 1 and self.action_l2 >= 0, "agent.buffer_size/updates_per_step/tau/her_ratio/moved_share/action_l2",
                  "need buffer_size >= 1, updates_per_step > 0, tau in (0, 1], her_ratio and moved_share in [0, 1], action_l2 >= 0")
+
+    def learning_rate_at(self, progress: float) -> float:
+        """Adam's step size once ``progress`` (0 at the start, 1 at ``trainer.total_steps``) of the
+        budget is spent: ``learning_rate``, or linear from it to ``learning_rate_end``."""
+        if self.learning_rate_end is None:
+            return self.learning_rate
+        progress = min(max(progress, 0.0), 1.0)
+        return self.learning_rate + progress * (self.learning_rate_end - self.learning_rate)
 
 
 @dataclass

@@ -360,6 +360,22 @@ def test_a_position_first_curriculum_switches_bobs_replay_to_the_full_rule(tmp_p
     assert [float(r["game/position_only"]) for r in rows] == [1.0, 1.0, 0.0, 0.0]
 
 
+def test_a_learning_rate_schedule_shrinks_every_optimisers_step_linearly_over_the_budget(tmp_path):
+    cfg = tiny_config(**{"bob.algo": "sac", "bob.learning_starts": 64, "trainer.total_steps": 1024,
+                         "bob.learning_rate_end": 0.0, "alice.learning_rate_end": 2e-3})
+    trainer = Trainer(cfg, tmp_path)
+    trainer.train()  # four updates of 256 steps, at 0, 1/4, 1/2 and 3/4 of the budget
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    np.testing.assert_allclose([float(r["alice/learning_rate"]) for r in rows], [1e-3, 1.25e-3, 1.5e-3, 1.75e-3])
+    assert float(rows[-1]["bob/learning_rate"]) == pytest.approx(2.5e-4)
+    sac = trainer.learners[BOB].model
+    for optimizer in (sac.actor.optimizer, sac.critic.optimizer, sac.ent_coef_optimizer):
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(2.5e-4)
+    assert trainer.learners[0].optimizer.param_groups[0]["lr"] == pytest.approx(1.75e-3)
+    with pytest.raises(ConfigError, match="agent.learning_rate_end"):
+        tiny_config(**{"bob.learning_rate_end": -1e-4})
+
+
 def test_a_game_switched_to_position_only_ignores_rotation_for_success_and_moves():
     game = SelfPlayGame(1, game_rules(), {"randomise_robot": False})
     game.reset(seed=0)

@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 from stable_baselines3.common.policies import MultiInputActorCriticPolicy
-from stable_baselines3.common.utils import explained_variance, get_device, set_random_seed
+from stable_baselines3.common.utils import explained_variance, get_device, set_random_seed, update_learning_rate
 from torch.nn import functional as F
 
 from selfplay.config import AgentConfig
@@ -72,6 +72,7 @@ class PPOLearner:
         self.optimizer = self.policy.optimizer  # Adam, built by the policy (SB3's eps=1e-5); saved in its zip
         self.extra_losses = list(extra_losses)
         self.n_updates = 0  # passes over a batch so far (SB3's train/n_updates)
+        self.learning_rate = learning_rate  # Adam's step size now (:meth:`set_learning_rate`)
 
     @property
     def observation_space(self) -> gym.spaces.Dict:
@@ -88,6 +89,11 @@ class PPOLearner:
 
     def set_position_only(self, on: bool) -> None:
         """Nothing to do: PPO's rewards come from the game, which applies the rule."""
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """Adam's step size from now on (the loop's ``learning_rate_end`` schedule)."""
+        self.learning_rate = learning_rate
+        update_learning_rate(self.optimizer, learning_rate)
 
     def set_demonstrations(self, demos: dict | None) -> None:
         """Hand the coming update's demonstrations (or None) to the extra losses that learn from
@@ -135,7 +141,7 @@ class PPOLearner:
         self.policy.set_training_mode(False)
         update_input_stats(self.policy, batch["observations"])
         stats = {
-            "learning_rate": s.learning_rate,
+            "learning_rate": self.learning_rate,
             **{k: float(np.mean(v)) for k, v in logs.items()},
             "approx_kl": float(np.mean(approx_kl_divs)),
             "loss": last_loss,  # the last minibatch's, as SB3 logs it

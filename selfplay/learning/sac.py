@@ -25,6 +25,7 @@ import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples
+from stable_baselines3.common.utils import update_learning_rate
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from selfplay.config import Config
@@ -319,6 +320,14 @@ class OffPolicyBob:
         if isinstance(self.model.replay_buffer, TurnReplayBuffer):
             self.model.replay_buffer.modes = self._rotation_modes(on)
 
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """Adam's step size from now on for the actor, the critics and the entropy weight (the
+        loop's ``learning_rate_end`` schedule; the cloning term steps the actor's optimiser)."""
+        model = self.model
+        for optimizer in (model.actor.optimizer, model.critic.optimizer, model.ent_coef_optimizer):
+            if optimizer is not None:
+                update_learning_rate(optimizer, learning_rate)
+
     def set_demonstrations(self, demos: dict | None) -> None:
         """Alice's demonstrations (bin actions) join the cloning term's, as action values."""
         if demos is not None and self.cloning.coef > 0:
@@ -346,7 +355,7 @@ class OffPolicyBob:
         if not steps:
             return {}
         stats = {k: float(th.stack([s[k] for s in steps_stats]).mean()) for k in steps_stats[0]}
-        stats["learning_rate"], stats["n_updates"] = model.lr_schedule(1.0), float(model._n_updates)
+        stats["learning_rate"], stats["n_updates"] = model.actor.optimizer.param_groups[0]["lr"], float(model._n_updates)
         if not np.isnan(cloning).all():
             stats["abc_loss"] = float(np.nanmean(cloning))
             if self.cloning.q_filter:

@@ -126,6 +126,7 @@ class Trainer:
         start = time.perf_counter()
         n_steps, left = cfg.trainer.rollout_steps, cfg.trainer.total_steps - self.counters["env_steps"]
         self._follow_position_first()
+        self._follow_learning_rates()
         stats = self.collector.collect(left if 0 < left < n_steps else n_steps)  # the budget's last, shorter update
         collected = time.perf_counter()
         alice, bob = self.learners
@@ -171,6 +172,14 @@ class Trainer:
             learner.set_position_only(on)
         self._position_only = on
         log.info("%d env steps: success by %s from now on", self.counters["env_steps"], "position alone" if on else "the full rule")
+
+    def _follow_learning_rates(self) -> None:
+        """``<agent>.learning_rate_end``: each learner's step size for the coming update, linear in
+        the share of ``trainer.total_steps`` spent (constant when it is null)."""
+        progress = self.counters["env_steps"] / self.cfg.trainer.total_steps
+        for settings, learner in zip((self.cfg.alice, self.cfg.bob), self.learners):
+            if settings.learning_rate_end is not None:
+                learner.set_learning_rate(settings.learning_rate_at(progress))
 
     def holdout_eval(self) -> dict:
         """A light zero-shot evaluation of the live Bob: ``eval/<task>/success`` and ``distance`` per task."""
