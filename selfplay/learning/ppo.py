@@ -72,7 +72,6 @@ class PPOLearner:
         self.optimizer = self.policy.optimizer  # Adam, built by the policy (SB3's eps=1e-5); saved in its zip
         self.extra_losses = list(extra_losses)
         self.n_updates = 0  # passes over a batch so far (SB3's train/n_updates)
-        self.learning_rate = learning_rate  # Adam's step size now (:meth:`set_learning_rate`)
 
     @property
     def observation_space(self) -> gym.spaces.Dict:
@@ -92,7 +91,6 @@ class PPOLearner:
 
     def set_learning_rate(self, learning_rate: float) -> None:
         """Adam's step size from now on (the loop's ``learning_rate_end`` schedule)."""
-        self.learning_rate = learning_rate
         update_learning_rate(self.optimizer, learning_rate)
 
     def set_demonstrations(self, demos: dict | None) -> None:
@@ -141,7 +139,7 @@ class PPOLearner:
         self.policy.set_training_mode(False)
         update_input_stats(self.policy, batch["observations"])
         stats = {
-            "learning_rate": self.learning_rate,
+            "learning_rate": self.optimizer.param_groups[0]["lr"],
             **{k: float(np.mean(v)) for k, v in logs.items()},
             "approx_kl": float(np.mean(approx_kl_divs)),
             "loss": last_loss,  # the last minibatch's, as SB3 logs it

@@ -174,12 +174,12 @@ class Trainer:
         log.info("%d env steps: success by %s from now on", self.counters["env_steps"], "position alone" if on else "the full rule")
 
     def _follow_learning_rates(self) -> None:
-        """``<agent>.learning_rate_end``: each learner's step size for the coming update, linear in
-        the share of ``trainer.total_steps`` spent (constant when it is null)."""
+        """Each learner's step size for the coming update: ``<agent>.learning_rate``, or linear to
+        ``learning_rate_end`` in the share of ``trainer.total_steps`` spent. Set every update, so a
+        resume follows the config, not the rate stored in a checkpoint's optimiser state."""
         progress = self.counters["env_steps"] / self.cfg.trainer.total_steps
         for settings, learner in zip((self.cfg.alice, self.cfg.bob), self.learners):
-            if settings.learning_rate_end is not None:
-                learner.set_learning_rate(settings.learning_rate_at(progress))
+            learner.set_learning_rate(settings.learning_rate_at(progress))
 
     def holdout_eval(self) -> dict:
         """A light zero-shot evaluation of the live Bob: ``eval/<task>/success`` and ``distance`` per task."""
