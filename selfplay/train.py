@@ -50,13 +50,19 @@ def resolve_config(cfg: DictConfig) -> tuple[Config, DictConfig]:
             saved = run_dir / "config.yaml"
             if not saved.exists():
                 raise ConfigError(f"config error: resume: {run_dir} is not a run folder (no config.yaml)")
-            # today's defaults under the saved config: a run saved before a key existed resumes with its default
-            base = OmegaConf.merge(cfg, OmegaConf.load(saved))
             overrides = [o.lstrip("+") for o in _overrides() if not o.startswith("resume=")]
             groups = [o for o in overrides if o.split("=")[0] in ("experiment", "env", "game", "teacher")]
             if groups:
                 raise ConfigError(f"config error: resume: config groups cannot change when resuming: {groups}")
-            cfg = OmegaConf.merge(base, OmegaConf.from_dotlist(overrides), {"resume": str(run_dir)})
+            # today's defaults under the saved config: a run saved before a key existed resumes with its
+            # default. Merged unlocked, as hydra composes: the saved free-form sections (env.control,
+            # env.physics) hold keys today's defaults lack; unknown keys are refused just after.
+            OmegaConf.set_struct(cfg, False)
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(saved), OmegaConf.from_dotlist(overrides), {"resume": str(run_dir)})
+            unknown = unknown_keys(cfg)
+            if unknown:
+                raise ConfigError(no_such_key(unknown[0]) + f" (in {saved} or this command line)")
+            OmegaConf.set_struct(cfg, True)
         config = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as error:
         raise ConfigError(config_error_line(error)) from None

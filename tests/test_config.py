@@ -103,3 +103,20 @@ def test_physics_and_control_settings_reach_the_simulator(tmp_path):
     game.close()
     with pytest.raises(Exception, match="env.physics: no such setting bogus"):
         compose_config(["+env.physics.bogus=1"])
+
+
+def test_a_resume_keeps_the_saved_runs_control_and_physics_settings(tmp_path):
+    """The saved config.yaml of an experiment that sets simulator overrides (``env.control``,
+    a free-form section) resumes with them, and an unknown key in it is still refused."""
+    from selfplay.train import resolve_config
+
+    saved = compose("config", ["experiment=ladder_full_sac_position", "+env.physics.solver_iterations=20"])
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml({k: v for k, v in saved.items() if k != "hydra"}))
+    config, _ = resolve_config(compose("config", [f"resume={tmp_path}"]))
+    assert config.env.control == {"max_translation": 0.025} and config.env.physics == {"solver_iterations": 20}
+    assert config.bob.algo == "sac" and config.resume == str(tmp_path)
+    broken = OmegaConf.load(tmp_path / "config.yaml")
+    broken.trainer.bogus_key = 1
+    OmegaConf.save(broken, tmp_path / "config.yaml")
+    with pytest.raises(ConfigError, match="trainer.bogus_key"):
+        resolve_config(compose("config", [f"resume={tmp_path}"]))
