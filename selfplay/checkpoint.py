@@ -5,7 +5,8 @@ Layout of a run folder::
     config.yaml                 the resolved config
     metrics.csv                 one row per update
     checkpoints/step-000012288/ alice.zip, bob.zip (SB3 zips with optimiser state), pool.pt,
-                                trainer.json (counters), manifest.json (size and SHA-256 of each)
+                                trainer.json (counters), manifest.json (size and SHA-256 of each);
+                                the run's last one also bob_replay.npz (an off-policy Bob's replay)
     checkpoints/latest          the name of the newest checkpoint written
 
 Writing: every file goes into ``checkpoints/.step-N.partial/`` and is flushed to disk (fsync);

@@ -2,6 +2,7 @@
 buffer whose hindsight goals and rewards agree with the simulator, a real SAC checkpoint."""
 
 import csv
+import shutil
 
 import numpy as np
 import pytest
@@ -177,11 +178,40 @@ def test_off_policy_bob_trains_saves_a_sac_zip_and_is_evaluated(tmp_path):
     bob = SAC.load(tmp_path / "checkpoints" / f"step-{trainer.counters['env_steps']:09d}" / "bob.zip", device="cpu")
     result, _ = evaluate_task(BobPolicy(bob), "Tabletop/Push1-v0", trials=1, seed=0, max_objects=cfg.env.max_objects)
     assert result.goals >= 1
-    # a resume loads the SAC Bob (its replay buffer starts empty) and goes on training
+    # a resume loads the SAC Bob and his replay buffer from the run's last checkpoint, and goes on training
+    saved = trainer.learners[BOB].model.replay_buffer
     resumed = Trainer(tiny_config(**{**overrides, "trainer.total_steps": 1024, "resume": str(tmp_path)}), tmp_path)
     for key, value in bob.policy.state_dict().items():
         np.testing.assert_array_equal(resumed.learners[BOB].policy.state_dict()[key].numpy(), value.numpy())
+    replay = resumed.learners[BOB].model.replay_buffer
+    assert len(replay) == len(saved) > 0 and (replay.pos, replay._turns) == (saved.pos, saved._turns)
+    for key in TurnReplayBuffer.ARRAYS:
+        np.testing.assert_array_equal(getattr(replay, key), getattr(saved, key), err_msg=key)
+    drawn, expected = replay.sample(32), saved.sample(32)  # the same draws: the sampler's state came along
+    for a, b in ((drawn.actions, expected.actions), (drawn.rewards, expected.rewards), (drawn.observations["goal"], expected.observations["goal"])):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert resumed.train()["bob/n_updates"] > 0 and resumed.counters["env_steps"] == 1024
+
+
+def test_a_saved_replay_buffer_loads_only_into_one_of_the_same_capacity(filled_buffer, tmp_path):
+    buffer, _, modes = filled_buffer
+    buffer.save(tmp_path / "replay.npz")
+    assert (tmp_path / "replay.npz").stat().st_size < 405 * 2 * len(buffer) + 10_000  # the filled slots only
+    other = TurnReplayBuffer(20_000, uniform_game().observation_space, modes)
+    with pytest.raises(ValueError, match="holds 10000 transitions, bob.buffer_size is 20000"):
+        other.load(tmp_path / "replay.npz")
+
+
+def test_a_resume_from_a_checkpoint_without_bobs_replay_starts_it_empty_and_says_so(tmp_path, caplog):
+    overrides = {"bob.algo": "sac", "bob.learning_starts": 64, "bob.buffer_size": 5000, "trainer.checkpoint_every": 1}
+    first = Trainer(tiny_config(**{**overrides, "trainer.total_steps": 512}), tmp_path)
+    first.train()
+    checkpoints = sorted((tmp_path / "checkpoints").glob("step-*"))
+    assert [(c / "bob_replay.npz").exists() for c in checkpoints] == [False, True]  # only the run's last
+    shutil.rmtree(checkpoints[-1])  # as after a hard kill: the newest checkpoint is one written during the run
+    resumed = Trainer(tiny_config(**{**overrides, "trainer.total_steps": 768, "resume": str(tmp_path)}), tmp_path)
+    assert len(resumed.learners[BOB].model.replay_buffer) == 0 and resumed.counters["env_steps"] == 256
+    assert "holds no replay buffer" in caplog.text
 
 
 def test_cloning_pulls_the_actor_towards_the_demonstrated_actions(filled_buffer):

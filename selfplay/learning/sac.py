@@ -16,6 +16,7 @@ the reward: 1 when every object is at its goal after the step (which also ends t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,37 @@ class TurnReplayBuffer:
         self._turns += 1
         self.pos = int((self.pos + steps) % self.capacity)
         self.size = min(self.size + steps, self.capacity)
+
+    #: the arrays that hold the buffer's transitions (saved by :meth:`save`)
+    ARRAYS = ("robot", "objects", "mask", "goal", "reached", "actions", "turn", "turn_end", "moved")
+
+    def save(self, path: Path) -> None:
+        """The stored transitions, the write position and the sampling generator's state, into
+        one uncompressed ``.npz`` (405 bytes per transition with one object slot)."""
+        counters = np.array([self.capacity, self.pos, self.size, self._turns], dtype=np.int64)
+        rng = np.frombuffer(json.dumps(self._rng.bit_generator.state).encode(), dtype=np.uint8)
+        with open(path, "wb") as file:  # np.savez on a path would append ".npz"
+            np.savez(file, counters=counters, rng=rng, **{k: self._filled(k, self.size) for k in self.ARRAYS})
+
+    def load(self, path: Path) -> None:
+        """What :meth:`save` wrote; a ``ValueError`` saying what differs when it does not fit this
+        buffer (another ``bob.buffer_size`` or observation layout)."""
+        with np.load(path) as saved:
+            capacity, pos, size, turns = (int(v) for v in saved["counters"])
+            if capacity != self.capacity:
+                raise ValueError(f"the saved replay buffer holds {capacity} transitions, bob.buffer_size is {self.capacity}")
+            for key in self.ARRAYS:
+                if saved[key].shape != self._filled(key, size).shape:
+                    raise ValueError(f"replay buffer {key} has shape {saved[key].shape}, this run's is {self._filled(key, size).shape}")
+            for key in self.ARRAYS:
+                self._filled(key, size)[...] = saved[key]
+            self.pos, self.size, self._turns = pos, size, turns
+            self._rng.bit_generator.state = json.loads(saved["rng"].tobytes().decode())
+
+    def _filled(self, key: str, size: int) -> np.ndarray:
+        """A view of array ``key``'s first ``size`` slots (``robot`` and ``objects`` hold [now, next])."""
+        array = getattr(self, key)
+        return array[:, :size] if key in ("robot", "objects") else array[:size]
 
     def sample(self, batch_size: int, env: Any = None) -> DictReplayBufferSamples:
         """A minibatch for ``SAC.train``: observations, actions (B, 6), next observations,
@@ -370,5 +402,17 @@ class OffPolicyBob:
         self.model.save(path)
 
     def load(self, path: Path) -> None:
-        """The weights and optimiser states of a ``SAC`` zip (the replay buffer starts empty)."""
+        """The weights and optimiser states of a ``SAC`` zip (the replay buffer: :meth:`load_replay`)."""
         self.model.set_parameters(str(path), exact_match=True)
+
+    @property
+    def keeps_replay(self) -> bool:
+        """Whether this Bob learns from a replay buffer (a pool's template has none)."""
+        return isinstance(self.model.replay_buffer, TurnReplayBuffer)
+
+    def save_replay(self, path: Path) -> None:
+        """Bob's replay buffer (:meth:`TurnReplayBuffer.save`), for a resume that continues it."""
+        self.model.replay_buffer.save(path)
+
+    def load_replay(self, path: Path) -> None:
+        self.model.replay_buffer.load(path)

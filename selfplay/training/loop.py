@@ -20,7 +20,7 @@ from selfplay.run_folder import MetricsLog, RunLock
 from selfplay.teachers import TEACHERS
 from selfplay.training.alice_goals import GOALS_FILE, goal_rows, write_report
 from selfplay.training.metrics import Progress, metrics_row
-from selfplay.training.resume import restore
+from selfplay.training.resume import REPLAY_FILE, has_replay, restore
 from selfplay.training.video import record_game
 from selfplay.training.wandb_run import start_wandb
 from selfplay.vec_env import game_config, make_vec_env
@@ -109,8 +109,8 @@ class Trainer:
                 if cfg.trainer.video_every and self.counters["updates"] % cfg.trainer.video_every == 0 and not stopped():
                     self.record_video()
             self.stopped_by = stop.received if stopped() else None
-            if self._checkpointed_at != self.counters["env_steps"]:
-                self.checkpoint()
+            if self._checkpointed_at != self.counters["env_steps"] or has_replay(self.learners[1]):
+                self.checkpoint(last=True)
             try:
                 self.report_alice_goals()
             except Exception as error:  # a report must not fail a finished run (goals.csv stays)
@@ -210,16 +210,21 @@ class Trainer:
             self._wandb.log({k: v for k, v in row.items() if not (isinstance(v, float) and np.isnan(v))}, step=self.counters["env_steps"])
 
     # -- checkpoints ----------------------------------------------------------------------------
-    def checkpoint(self) -> Path:
-        """Write ``checkpoints/step-N`` (see :mod:`selfplay.checkpoint`), metrics.csv flushed first."""
+    def checkpoint(self, last: bool = False) -> Path:
+        """Write ``checkpoints/step-N`` (see :mod:`selfplay.checkpoint`), metrics.csv flushed first.
+        ``last``: the run's final checkpoint (budget, time limit or a stop signal), which also
+        holds an off-policy Bob's replay buffer (``bob_replay.npz``) so that a resume continues it."""
         alice, bob = self.learners
         for log_file in (self.metrics, self.goals_log):
             if log_file is not None:
                 log_file.sync()
+        writers = {"alice.zip": alice.save, "bob.zip": bob.save, "pool.pt": lambda p: th.save(self.pool.state_dict(), p)}
+        if last and has_replay(bob):
+            writers[REPLAY_FILE] = bob.save_replay
         path = save_checkpoint(
             self.run_dir,
             self.counters["env_steps"],
-            {"alice.zip": alice.save, "bob.zip": bob.save, "pool.pt": lambda p: th.save(self.pool.state_dict(), p)},
+            writers,
             self.counters,
             keep=self.cfg.trainer.keep_checkpoints,
         )

@@ -16,17 +16,34 @@ from tabletop_env.env import reads_goal_rotation
 log = logging.getLogger("selfplay")
 
 
+#: an off-policy Bob's replay buffer, in a run's last checkpoint (written at its end or stop)
+REPLAY_FILE = "bob_replay.npz"
+
+
+def has_replay(learner) -> bool:
+    """Whether ``learner`` learns from a replay buffer worth keeping across a resume."""
+    return getattr(learner, "keeps_replay", False)
+
+
 def restore(checkpoint: Path, learners: tuple, pool: OpponentPool) -> None:
-    """Load Alice's and Bob's zips and the snapshot pool from ``checkpoint``; a
-    :class:`ConfigError` naming the key or the file when it does not fit or is damaged."""
+    """Load Alice's and Bob's zips, the snapshot pool and (when the checkpoint has it) Bob's
+    replay buffer from ``checkpoint``; a :class:`ConfigError` naming the key or the file when it
+    does not fit or is damaged. A checkpoint written during the run (a hard kill) has no replay
+    buffer: Bob's then starts empty, with a warning."""
     for name, learner in zip(("alice", "bob"), learners):
         mismatch = architecture_mismatch(checkpoint / f"{name}.zip", learner, name)
         if mismatch:
             raise ConfigError(f"config error: resume: {mismatch} (checkpoint {checkpoint}); "
                               "resume with the checkpoint's value, or start a new run")
     alice, bob = learners
-    for name, load in (("alice.zip", alice.load), ("bob.zip", bob.load),
-                       ("pool.pt", lambda p: pool.load_state_dict(th.load(p, weights_only=False)))):
+    parts = [("alice.zip", alice.load), ("bob.zip", bob.load), ("pool.pt", lambda p: pool.load_state_dict(th.load(p, weights_only=False)))]
+    if has_replay(bob):
+        if (checkpoint / REPLAY_FILE).exists():
+            parts.append((REPLAY_FILE, bob.load_replay))
+        else:
+            log.warning("resume: %s holds no replay buffer (it was written during the run, not at its end or stop): "
+                        "Bob's starts empty", checkpoint)
+    for name, load in parts:
         try:
             load(checkpoint / name)
         except Exception as error:  # noqa: BLE001 - torch / SB3 / zipfile raise many kinds
