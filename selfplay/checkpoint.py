@@ -31,7 +31,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 CHECKPOINTS = "checkpoints"
@@ -91,10 +91,12 @@ def step_of(path: Path) -> int | None:
 
 
 def save_checkpoint(run_dir: Path, step: int, writers: dict[str, Callable[[Path], object]], counters: dict,
-                    keep: int = 2) -> Path:
+                    keep: int = 2, keep_steps: Sequence[int] = ()) -> Path:
     """Write checkpoint ``step-<step>``. ``writers``: file name -> callable(path) that writes that
-    file; ``counters`` go to ``trainer.json``. Returns the folder; raises
-    :class:`CheckpointWriteError` (with the partial folder removed) when the disk refuses."""
+    file; ``counters`` go to ``trainer.json``. Besides the newest ``keep``, the first checkpoint
+    at or after each env-step mark in ``keep_steps`` stays (:func:`kept_for_marks`). Returns the
+    folder; raises :class:`CheckpointWriteError` (with the partial folder removed) when the disk
+    refuses."""
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     tidy(root)
@@ -129,20 +131,29 @@ def save_checkpoint(run_dir: Path, step: int, writers: dict[str, Callable[[Path]
         write_atomic(root / "latest", name)
     except OSError as error:  # readers do not need it: they take the newest complete checkpoint
         log.warning("checkpoint: could not update %s: %s", root / "latest", error.strerror or error)
-    _prune(root, keep)
+    _prune(root, keep, keep_steps)
     return final
 
 
-def _prune(root: Path, keep: int) -> None:
-    """Remove complete checkpoints older than the newest ``keep``, and incomplete ones older
-    than those (newer incomplete ones stay for inspection)."""
+def kept_for_marks(steps: Iterable[int], marks: Iterable[int]) -> set[int]:
+    """Of checkpoint ``steps``, the first at or after each env-step mark (a stateless rule:
+    checkpoints are written in step order, so a resumed run keeps the same ones)."""
+    steps = sorted(steps)
+    return {next(s for s in steps if s >= mark) for mark in marks if steps and steps[-1] >= mark}
+
+
+def _prune(root: Path, keep: int, keep_steps: Sequence[int] = ()) -> None:
+    """Remove complete checkpoints older than the newest ``keep`` (except those kept for
+    ``keep_steps``), and incomplete ones older than those (newer incomplete ones stay for
+    inspection)."""
     complete = complete_checkpoints(root.parent)
     if len(complete) <= keep:
         return
     oldest_kept = step_of(complete[keep - 1])
-    for folder in root.glob("step-*"):
-        step = step_of(folder)
-        if step is not None and step < oldest_kept:
+    folders = {step_of(folder): folder for folder in root.glob("step-*") if step_of(folder) is not None}
+    marked = kept_for_marks((step_of(c) for c in complete), keep_steps)
+    for step, folder in folders.items():
+        if step < oldest_kept and step not in marked:
             shutil.rmtree(folder, ignore_errors=True)
 
 

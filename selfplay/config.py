@@ -212,6 +212,7 @@ class TrainerConfig:
     rollout_steps: int = MISSING  # env steps (both agents) collected per update
     checkpoint_every: int = MISSING  # updates between checkpoints (one is always written at the end)
     keep_checkpoints: int = MISSING  # checkpoints kept on disk
+    keep_steps: list[int] = MISSING  # env-step marks: the first checkpoint at or after each is kept for good
     video_every: int = MISSING  # updates between game videos; 0: none
     torch_threads: int = MISSING  # torch intra-op threads (the simulator uses the other core)
     device: str = MISSING  # torch device of the learners: cpu, cuda, cuda:<i> or auto (cuda when available)
@@ -223,6 +224,7 @@ class TrainerConfig:
         _require(self.vec_env in ("dummy", "subproc", "ray"), "trainer.vec_env", f"must be 'dummy', 'subproc' or 'ray', got {self.vec_env!r}")
         _require(self.rollout_steps >= self.n_games, "trainer.rollout_steps", "must be >= trainer.n_games")
         _require(self.checkpoint_every >= 1 and self.keep_checkpoints >= 1, "trainer.checkpoint_every/keep_checkpoints", "must be >= 1")
+        _require(all(mark > 0 for mark in self.keep_steps), "trainer.keep_steps", f"must be positive env steps, got {self.keep_steps}")
         _require(self.video_every >= 0 and self.torch_threads >= 1, "trainer.video_every/torch_threads", "video_every >= 0, torch_threads >= 1")
         _require(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"), "trainer.device",
                  f"must be cpu, cuda, cuda:<index>, mps or auto, got {self.device!r}")

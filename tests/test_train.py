@@ -54,6 +54,16 @@ def test_resume_continues_counters_pool_and_weights(tmp_path):
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 1 + second.counters["updates"]
 
 
+def test_checkpoints_at_the_keep_steps_marks_survive_pruning_and_a_resume(tmp_path):
+    settings = {"trainer.checkpoint_every": 1, "trainer.keep_checkpoints": 1, "trainer.keep_steps": [300, 600, 5000]}
+    Trainer(tiny_config(**settings, **{"trainer.total_steps": 768}), tmp_path).train()  # updates of 256 steps
+    kept = lambda: sorted(int(p.name.split("-")[1]) for p in (tmp_path / "checkpoints").glob("step-*"))  # noqa: E731
+    assert kept() == [512, 768]  # the first at or after 300 and 600; 768 is also the newest
+    Trainer(tiny_config(**settings, **{"trainer.total_steps": 1280, "resume": str(tmp_path)}), tmp_path).train()
+    assert kept() == [512, 768, 1280]  # the marks' checkpoints stay when newer ones come; 1024 went
+    assert read_counters(latest_checkpoint(tmp_path))["env_steps"] == 1280
+
+
 def test_a_killed_run_loses_at_most_one_checkpoint_interval(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "WANDB_MODE": "disabled", "WANDB_ERROR_REPORTING": "false"}
@@ -88,6 +98,7 @@ def test_a_killed_run_loses_at_most_one_checkpoint_interval(tmp_path):
     [
         ("trainer.total_steps=-5", "trainer.total_steps"),
         ("trainer.vec_env=ray9", "trainer.vec_env"),
+        ("trainer.keep_steps=[600000,0]", "trainer.keep_steps"),
         ("trainer.bogus=1", "bogus"),
         ("experiment=nonexistent", "experiment"),
         ("resume=/nonexistent/run", "resume"),

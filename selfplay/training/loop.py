@@ -227,6 +227,7 @@ class Trainer:
             writers,
             self.counters,
             keep=self.cfg.trainer.keep_checkpoints,
+            keep_steps=self.cfg.trainer.keep_steps,
         )
         self._checkpointed_at = self.counters["env_steps"]
         return path
