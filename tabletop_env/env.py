@@ -529,14 +529,13 @@ class TabletopEnv(gym.Env):
         that already holds the mask, the padding poses and the goal poses (see :meth:`set_goal`)."""
         c = self.sim.client
         robot, n = self.robot, self.n_objects
-        link = pybullet.getLinkState(robot.body, Panda.TOOL_LINK, computeLinkVelocity=1, computeForwardKinematics=1, physicsClientId=c)
+        tool, orientation, velocity = robot.tool_state(velocity=True)
         joints = pybullet.getJointStates(robot.body, Panda.MOVABLE_JOINTS, physicsClientId=c)
-        tool = link[4]
         if not math.isfinite(sum(tool)):
             self._sim_error = "non-finite robot state"
             tool = (0.0, 0.0, 0.0)
         self._tool_position = tool
-        r = pybullet.getMatrixFromQuaternion(link[5])
+        r = pybullet.getMatrixFromQuaternion(orientation)
         # Finger contact per object: one query per object, which skips the (many) contact
         # points between the gripper and the table.
         contacts, fingers, body = pybullet.getContactPoints, Panda.FINGER_LINKS, robot.body
@@ -551,7 +550,7 @@ class TabletopEnv(gym.Env):
             differences.append((g[0] - p[0], g[1] - p[1], g[2] - p[2]))
         buffer = self._obs_template.copy()
         views = self._views(buffer)
-        views["robot"][:] = (*tool, *link[6], r[0], r[3], r[6], r[1], r[4], r[7], joints[7][0] + joints[8][0],
+        views["robot"][:] = (*tool, *velocity, r[0], r[3], r[6], r[1], r[4], r[7], joints[7][0] + joints[8][0],
                              robot.target[5], joints[0][0], joints[1][0], joints[2][0], joints[3][0], joints[4][0],
                              joints[5][0], joints[6][0])
         views["objects"][:n] = rows

@@ -36,7 +36,7 @@ class ControlConfig:
 
 
 class Panda:
-    """The Panda from ``pybullet_data``; the tool centre is the ``panda_grasptarget`` link.
+    """The Panda from ``pybullet_data``; the tool centre is its ``panda_grasptarget`` frame.
 
     The controller keeps a target pose (position xyz in m, yaw and pitch in rad, finger opening
     in m) that each action moves. A fixed constraint pins the tool centre to that pose, so the
@@ -45,11 +45,17 @@ class Panda:
     arm's posture (elbow, null space) from drifting. The fingers are position-controlled.
     """
 
+    # Loaded with its fixed joints merged: panda_link7, panda_link8, the hand and the grasp target
+    # are one rigid link (HAND_LINK), which makes a physics step about 20 % cheaper than twelve
+    # links (benchmarks/RESULTS.md); the tool centre is a fixed frame on it (TOOL_OFFSET).
     ARM_JOINTS = (0, 1, 2, 3, 4, 5, 6)
-    FINGER_JOINTS = (9, 10)
+    FINGER_JOINTS = (7, 8)
     MOVABLE_JOINTS = ARM_JOINTS + FINGER_JOINTS
-    FINGER_LINKS = (9, 10)
-    TOOL_LINK = 11
+    FINGER_LINKS = (7, 8)
+    HAND_LINK = 6
+    # The grasp target in HAND_LINK's frame (the URDF's panda_joint8, panda_hand_joint and
+    # panda_grasptarget_hand): 0.107 + 0.105 m along z, turned -45 degrees about z.
+    TOOL_OFFSET = ((0.0, 0.0, 0.212), tuple(pybullet.getQuaternionFromEuler((0.0, 0.0, -np.pi / 4))))
     HOME = np.array([0.0, -0.2, 0.0, -2.2, 0.0, 2.0, 0.785])  # joint positions, rad: gripper down
     ARM_FORCES = (87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0)  # N m, the Panda's torque limits
     FINGER_FORCE = 40.0  # N per finger
@@ -60,7 +66,7 @@ class Panda:
         self.sim = sim
         self.control = control
         self.client = sim.client
-        self.body = sim.load_urdf("panda", "franka_panda/panda.urdf", self.BASE_POSITION, fixed=True)
+        self.body = sim.load_urdf("panda", "franka_panda/panda.urdf", self.BASE_POSITION, fixed=True, merge_fixed_links=True)
         for link in self.FINGER_LINKS:
             sim.set_dynamics("panda", link, lateralFriction=1.5, spinningFriction=0.003)
         for link in range(pybullet.getNumJoints(self.body, physicsClientId=self.client)):
@@ -87,11 +93,17 @@ class Panda:
         self._forces = [f * control.arm_force_scale for f in self.ARM_FORCES] + [self.FINGER_FORCE] * 2
         self.target = [0.0] * self.CONTROLLER_SIZE  # controller state, see class docstring
         self.joint_targets = (0.0,) * len(self.MOVABLE_JOINTS)
-        position, orientation = pybullet.getLinkState(self.body, self.TOOL_LINK, physicsClientId=self.client)[4:6]
+        # the tool frame in the hand's centre-of-mass frame, where a constraint's parent frame lives
+        com_position, com_orientation = pybullet.getDynamicsInfo(self.body, self.HAND_LINK, physicsClientId=self.client)[3:5]
+        to_com = pybullet.invertTransform(com_position, com_orientation)
+        pivot, pivot_orientation = pybullet.multiplyTransforms(*to_com, *self.TOOL_OFFSET)
+        position, orientation, _ = self.tool_state()
         self._pin = pybullet.createConstraint(
-            self.body, self.TOOL_LINK, -1, -1, pybullet.JOINT_FIXED, (0, 0, 0), (0, 0, 0), position,
-            (0, 0, 0, 1), orientation, physicsClientId=self.client,
+            self.body, self.HAND_LINK, -1, -1, pybullet.JOINT_FIXED, (0, 0, 0), pivot, position,
+            pivot_orientation, orientation, physicsClientId=self.client,
         )
+        # IK moves the hand's frame: the tool's target pose, less the offset
+        self._tool_to_hand = pybullet.invertTransform(*self.TOOL_OFFSET)
         self.pin_target: tuple = (tuple(position), tuple(orientation))  # where the pin holds the tool
         # The pin's way through the coming step: from (x, y, z, yaw, pitch) to (x, y, z, yaw, pitch).
         self._pin_from: tuple = (*position, 0.0, 0.0)
@@ -116,7 +128,7 @@ class Panda:
             for joint, q in zip(self.ARM_JOINTS, joints):
                 pybullet.resetJointState(self.body, joint, q, physicsClientId=self.client)
             solution = pybullet.calculateInverseKinematics(
-                self.body, self.TOOL_LINK, list(position), orientation,
+                self.body, self.HAND_LINK, *self._hand_target(position, orientation),
                 lowerLimits=self._lower_list, upperLimits=self._upper_list, jointRanges=self._ranges,
                 restPoses=self._rest, maxNumIterations=50, physicsClientId=self.client,
             )
@@ -134,11 +146,27 @@ class Panda:
         states = pybullet.getJointStates(self.body, self.MOVABLE_JOINTS, physicsClientId=self.client)
         return np.array([s[0] for s in states]), np.array([s[1] for s in states])
 
+    def tool_state(self, velocity: bool = False) -> tuple[tuple, tuple, tuple | None]:
+        """The tool centre's world position (m), orientation (quaternion xyzw) and, with
+        ``velocity``, linear velocity (m/s); plain tuples (this runs every step)."""
+        state = pybullet.getLinkState(self.body, self.HAND_LINK, computeLinkVelocity=int(velocity), computeForwardKinematics=1,
+                                      physicsClientId=self.client)
+        position, orientation = pybullet.multiplyTransforms(state[4], state[5], *self.TOOL_OFFSET)
+        if not velocity:
+            return position, orientation, None
+        (vx, vy, vz), (wx, wy, wz), com = state[6], state[7], state[0]  # centre-of-mass velocities
+        rx, ry, rz = position[0] - com[0], position[1] - com[1], position[2] - com[2]
+        return position, orientation, (vx + wy * rz - wz * ry, vy + wz * rx - wx * rz, vz + wx * ry - wy * rx)
+
     def tool_pose(self) -> tuple[np.ndarray, float, float]:
         """Tool-centre position (3,) in m, and its yaw and pitch in rad."""
-        state = pybullet.getLinkState(self.body, self.TOOL_LINK, computeForwardKinematics=1, physicsClientId=self.client)
-        _, pitch, yaw = pybullet.getEulerFromQuaternion(state[5])
-        return np.array(state[4]), yaw, pitch
+        position, orientation, _ = self.tool_state()
+        _, pitch, yaw = pybullet.getEulerFromQuaternion(orientation)
+        return np.array(position), yaw, pitch
+
+    def _hand_target(self, position, orientation) -> tuple:
+        """The hand link's frame (position, quaternion) that puts the tool at this pose."""
+        return pybullet.multiplyTransforms(position, orientation, *self._tool_to_hand)
 
     # -- control ------------------------------------------------------------------------------
     def apply_action(self, action, tool_position) -> None:
@@ -160,9 +188,8 @@ class Panda:
         orientation = pybullet.getQuaternionFromEuler((np.pi, t[4], t[3]))
         solution = pybullet.calculateInverseKinematics(
             self.body,
-            self.TOOL_LINK,
-            t[:3],
-            orientation,
+            self.HAND_LINK,
+            *self._hand_target(t[:3], orientation),
             lowerLimits=self._lower_list,
             upperLimits=self._upper_list,
             jointRanges=self._ranges,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import ctypes
+import os
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,12 +14,35 @@ import pybullet
 import pybullet_data
 
 
+@contextlib.contextmanager
+def c_stdout_silenced() -> Iterator[None]:
+    """Discard what C code prints to the process's standard output meanwhile (PyBullet reports
+    every link it merges with ``printf``); a no-op where the C library cannot be reached."""
+    try:
+        libc = ctypes.CDLL(None)
+        sys.stdout.flush()
+        saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    except (OSError, AttributeError, ValueError):  # no libc by that name, or no fd 1
+        yield
+        return
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        libc.fflush(None)  # what C buffered goes to /dev/null, not to the restored stdout
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 @dataclass(frozen=True)
 class PhysicsConfig:
     """How the world is integrated. One env step lasts ``physics_dt * substeps`` seconds."""
 
-    physics_dt: float = 0.004  # seconds per physics step (250 Hz)
-    substeps: int = 10  # physics steps per env step: 10 x 4 ms = 40 ms, as in docs/method.md
+    # 200 Hz: a fifth cheaper than 250 Hz x 10 (benchmarks/RESULTS.md, "Simulator throughput");
+    # contact_erp below keeps blocks out of the table at this rate.
+    physics_dt: float = 0.005  # seconds per physics step (200 Hz)
+    substeps: int = 8  # physics steps per env step: 8 x 5 ms = 40 ms, as in docs/method.md
     solver_iterations: int = 30  # constraint-solver iterations per physics step
     # Share of a joint/constraint error removed per physics step (PyBullet's default 0.2; the
     # per-constraint erp is ignored for multibodies). The tool pin moves a share of the step's
@@ -23,6 +50,10 @@ class PhysicsConfig:
     # about one physics step (lag-1 correlation 0.06 against 0.20 at 0.4, benchmarks/control_fidelity.py).
     # (With a pin that jumped to the new target at once, 0.8 made pushed blocks fly at up to 5 m/s.)
     constraint_erp: float = 0.8
+    # Share of a contact's penetration removed per physics step (PyBullet's default 0.2). The tool
+    # pressing down on a block sank it 10-20 mm into the table at 200 Hz with 0.2, 3-4 mm with 0.4
+    # (4-11 mm at 250 Hz with 0.2).
+    contact_erp: float = 0.4
     gravity: float = -9.81  # m/s^2 along z
 
     @property
@@ -55,6 +86,7 @@ class Simulation:
             fixedTimeStep=physics.physics_dt,
             numSolverIterations=physics.solver_iterations,
             erp=physics.constraint_erp,
+            contactERP=physics.contact_erp,
             deterministicOverlappingPairs=1,  # same contact order after a state restore
             physicsClientId=self.client,
         )
@@ -63,16 +95,21 @@ class Simulation:
         self.bodies: dict[str, int] = {}
 
     # -- building ---------------------------------------------------------------------------
-    def load_urdf(self, name: str, path: str, position=(0, 0, 0), fixed: bool = False, scale: float = 1.0) -> int:
-        """Load a URDF (relative paths resolve inside ``pybullet_data``) under ``name``."""
-        body = pybullet.loadURDF(
-            path,
-            basePosition=position,
-            useFixedBase=fixed,
-            globalScaling=scale,
-            flags=pybullet.URDF_ENABLE_CACHED_GRAPHICS_SHAPES,
-            physicsClientId=self.client,
-        )
+    def load_urdf(self, name: str, path: str, position=(0, 0, 0), fixed: bool = False, scale: float = 1.0,
+                  merge_fixed_links: bool = False) -> int:
+        """Load a URDF (relative paths resolve inside ``pybullet_data``) under ``name``.
+        ``merge_fixed_links``: links joined by fixed joints become one rigid link (the same
+        rigid body, fewer links for the multibody dynamics; link indices change)."""
+        flags = pybullet.URDF_ENABLE_CACHED_GRAPHICS_SHAPES | (pybullet.URDF_MERGE_FIXED_LINKS if merge_fixed_links else 0)
+        with c_stdout_silenced() if merge_fixed_links else contextlib.nullcontext():
+            body = pybullet.loadURDF(
+                path,
+                basePosition=position,
+                useFixedBase=fixed,
+                globalScaling=scale,
+                flags=flags,
+                physicsClientId=self.client,
+            )
         self.bodies[name] = body
         return body
 

@@ -46,3 +46,39 @@ def test_a_blocked_tool_does_not_wind_up():
     env.step(np.array([0, 0, 1.0, 0, 0, 1.0]))
     assert low > -0.005  # the pin cannot push the tool through the table
     assert env.robot.tool_pose()[0][2] - low > 0.03
+
+
+def test_the_merged_hand_carries_the_urdfs_grasp_target_with_its_velocity(capfd):
+    """The arm is loaded with its fixed links merged (a cheaper physics step): the tool frame
+    and its velocity must be the unmerged URDF's ``panda_grasptarget`` link's, and the merge's
+    link report must not reach stdout."""
+    import pybullet
+    import pybullet_data
+
+    from tabletop_env.robot import Panda
+
+    env = gym.make("Tabletop/Push1-v0")
+    env.reset(seed=0)
+    assert capfd.readouterr().out == ""
+    robot = env.unwrapped.robot
+    reference = pybullet.connect(pybullet.DIRECT)
+    try:
+        pybullet.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=reference)
+        unmerged = pybullet.loadURDF("franka_panda/panda.urdf", Panda.BASE_POSITION, useFixedBase=True, physicsClientId=reference)
+        grasp_target = [pybullet.getJointInfo(unmerged, j, physicsClientId=reference)[12] for j in range(12)].index(b"panda_grasptarget")
+        rng = np.random.default_rng(0)
+        for _ in range(5):
+            env.step(rng.uniform(-1, 1, 6))
+            positions, velocities = robot.joint_state()
+            for joint, q, dq in zip((0, 1, 2, 3, 4, 5, 6), positions, velocities):
+                pybullet.resetJointState(unmerged, joint, q, dq, physicsClientId=reference)
+            position, orientation, velocity = robot.tool_state(velocity=True)
+            expected = pybullet.getLinkState(unmerged, grasp_target, computeLinkVelocity=1, computeForwardKinematics=1,
+                                             physicsClientId=reference)
+            np.testing.assert_allclose(position, expected[4], atol=1e-6)
+            assert abs(abs(np.dot(orientation, expected[5])) - 1) < 1e-6  # the same rotation (q or -q)
+            np.testing.assert_allclose(velocity, expected[6], atol=1e-5)
+            assert np.linalg.norm(velocity) > 1e-3  # the arm was moving: the velocity part was tested
+    finally:
+        pybullet.disconnect(reference)
+        env.close()
