@@ -22,7 +22,7 @@ def c_stdout_silenced() -> Iterator[None]:
         libc = ctypes.CDLL(None)
         sys.stdout.flush()
         saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-    except (OSError, AttributeError, ValueError):  # no libc by that name, or no fd 1
+    except (OSError, AttributeError, TypeError, ValueError):  # no C library to reach (Windows), or no fd 1
         yield
         return
     try:
