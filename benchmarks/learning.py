@@ -118,7 +118,9 @@ def launch(name: str, command: list[str], args) -> str:
         log.write(" ".join(command) + "\n")
         log.flush()
         with STOP.lock:
-            child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            # its own session: a terminal's Ctrl-C reaches only this process, which passes on one
+            # SIGTERM (a run stopped by two signals would skip its last checkpoint)
+            child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             STOP.children.add(child)
         code = child.wait()
         with STOP.lock:
