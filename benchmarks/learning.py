@@ -31,6 +31,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -185,7 +186,7 @@ def run_sac(seed: int, args) -> None:
     if latest.exists():
         os.replace(latest, folder / ".latest.old")
     os.replace(partial, latest)
-    subprocess.call(["rm", "-rf", str(folder / ".latest.old")])
+    shutil.rmtree(folder / ".latest.old", ignore_errors=True)
 
 
 # -- evaluation -----------------------------------------------------------------------------------

@@ -150,10 +150,10 @@ def _prune(root: Path, keep: int, keep_steps: Sequence[int] = ()) -> None:
     if len(complete) <= keep:
         return
     oldest_kept = step_of(complete[keep - 1])
-    folders = {step_of(folder): folder for folder in root.glob("step-*") if step_of(folder) is not None}
     marked = kept_for_marks((step_of(c) for c in complete), keep_steps)
-    for step, folder in folders.items():
-        if step < oldest_kept and step not in marked:
+    for folder in root.glob("step-*"):
+        step = step_of(folder)
+        if step is not None and step < oldest_kept and step not in marked:
             shutil.rmtree(folder, ignore_errors=True)
 
 
