@@ -75,6 +75,7 @@ class GameSchema:
     bob_steps_per_object: int = MISSING  # Bob's timeout per goal = this x objects
     success_hold_steps: int = MISSING  # steps all objects must stay at the goal
     alice_start: str = MISSING  # Alice's turns start from her last state (continue), later ones with the arm back home (home), or every one with the tool next to an object (near_object)
+    alice_start_distance: list[float] = MISSING  # [min, max] m: with alice_start=near_object, the tool starts this far (horizontally) from the object's centre
     position_only: bool = MISSING  # success (and "moved") by position alone; the holdouts compare rotation too
     position_first_steps: int = MISSING  # a curriculum: position_only for the first this many env steps of training, then the full rule; 0: off
     bob_hindsight: str = MISSING  # final: a failed Bob turn that moved an object also becomes a demonstration, relabelled with the poses he reached; windows: every window of hindsight_window steps in which an object moved >= 1 cm, relabelled with the poses at its end
@@ -103,6 +104,12 @@ class GameSchema:
         _require(0.0 < self.translation_scale <= 1.0, "game.translation_scale", f"must be in (0, 1], got {self.translation_scale}")
         _require(self.alice_start in ("continue", "home", "near_object"), "game.alice_start",
                  f"must be continue, home or near_object, got {self.alice_start!r}")
+        from selfplay.game import MIN_ALICE_START_DISTANCE
+
+        d = list(self.alice_start_distance)
+        _require(len(d) == 2 and MIN_ALICE_START_DISTANCE <= d[0] <= d[1], "game.alice_start_distance",
+                 f"need [min, max] metres with {MIN_ALICE_START_DISTANCE} <= min <= max (closer, the tool would "
+                 f"start on the block), got {d}")
 
 
 @dataclass

@@ -31,6 +31,7 @@ from tabletop_env.wrappers import DEFAULT_BINS, bin_values, discrete_action_spac
 
 ALICE, BOB = 0, 1
 ALICE_STARTS = ("continue", "home", "near_object")  # GameConfig.alice_start
+MIN_ALICE_START_DISTANCE = 0.05  # m: GameConfig.alice_start_distance's floor (a block's half-diagonal + the fingers)
 
 
 #: Bob's hindsight cloning rules (``GameConfig.bob_hindsight``).
@@ -59,11 +60,13 @@ class GameConfig:
     goal_distance: tuple[float, float] | None
     # Where Alice's arm starts her turns, objects always where she left them: "continue" (her
     # last state, the paper), "home" (later turns: the arm back at its home pose) or
-    # "near_object" (every turn: the tool at home height, 8-12 cm from a random object's centre,
-    # on a random side, within the arm's reach; home when no such spot is free). With
+    # "near_object" (every turn: the tool at home height, ``alice_start_distance`` (m, min and max;
+    # 8-12 cm by default) from a random object's centre, on a random side, within the arm's reach
+    # and no closer to another object; home when no such spot is free). With
     # "near_object" the first turn's arm move is part of the initial state, so Bob's first goal
     # starts from the very state Alice's turn started from (the paper's shared s0).
     alice_start: str
+    alice_start_distance: tuple[float, float]
     position_only: bool  # success and "moved" by position alone (rotation ignored)
     # Hindsight cloning: a turn Bob failed but in which he moved an object becomes a
     # demonstration too, relabelled with the poses he reached ("final"); or each window of
@@ -123,6 +126,10 @@ class SelfPlayGame(gym.Env):
             raise ValueError(f"alice_steps, max_goals and bob_steps_per_object must be positive: {c}")
         if c.alice_start not in ALICE_STARTS:
             raise ValueError(f"alice_start must be one of {ALICE_STARTS}, got {c.alice_start!r}")
+        near, far = c.alice_start_distance
+        if not MIN_ALICE_START_DISTANCE <= near <= far:
+            raise ValueError(f"alice_start_distance must be [min, max] m with {MIN_ALICE_START_DISTANCE} <= min <= max, "
+                             f"got {c.alice_start_distance}")
         if c.bob_hindsight not in HINDSIGHT_RULES:
             raise ValueError(f"bob_hindsight must be one of {HINDSIGHT_RULES}, got {c.bob_hindsight!r}")
         if c.bob_actions not in ("discrete", "continuous"):
@@ -209,13 +216,14 @@ class SelfPlayGame(gym.Env):
         env = self.sim
         if self.config.alice_start == "near_object":
             poses, height = env.object_poses(), env.home_tool_position[2]
+            near, far = self.config.alice_start_distance
             reach = env.robot.control
             reach_low, reach_high = np.array(reach.workspace_low[:2]) + 0.03, np.array(reach.workspace_high[:2]) - 0.03
             for _ in range(tries):
                 centre = poses[self._rng.integers(self.n_objects), :2]
-                angle, distance = self._rng.uniform(-np.pi, np.pi), self._rng.uniform(0.08, 0.12)
+                angle, distance = self._rng.uniform(-np.pi, np.pi), self._rng.uniform(near, far)
                 xy = centre + distance * np.array([np.cos(angle), np.sin(angle)])
-                clear = np.linalg.norm(poses[:, :2] - xy, axis=1).min() >= 0.08 and np.all(poses[:, 2] < 0.1)
+                clear = np.linalg.norm(poses[:, :2] - xy, axis=1).min() >= near and np.all(poses[:, 2] < 0.1)
                 if clear and np.all(xy >= reach_low) and np.all(xy <= reach_high):
                     env.robot.reset(env.robot.solve_ik((*xy, height)))
                     env.refresh()

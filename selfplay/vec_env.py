@@ -33,6 +33,7 @@ def game_config(cfg: Config) -> GameConfig:
     With ``game.position_first_steps`` the game starts position-only; the trainer switches it."""
     rules = {f.name: getattr(cfg.game, f.name) for f in fields(GameSchema) if f.name != "position_first_steps"}
     rules["position_only"] = cfg.game.position_only_at(0)
+    rules["alice_start_distance"] = tuple(cfg.game.alice_start_distance)
     return GameConfig(
         **rules,
         teacher=cfg.teacher.name,

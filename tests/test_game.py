@@ -346,6 +346,24 @@ def test_alice_starts_next_to_a_block_outside_the_placement_area_while_the_arm_r
         assert 0.075 < np.linalg.norm(tool[:2] - np.array(xy)) < 0.125
 
 
+def test_alice_start_distance_sets_how_far_from_the_block_her_turns_start():
+    """The rung-2 lever (game.alice_start_distance): closer starts, every turn, on every side."""
+    game = SelfPlayGame(1, game_rules(alice_start="near_object", alice_start_distance=(0.05, 0.06)),
+                        {"randomise_robot": False, "home_tool_position": (-0.05, 0.0, 0.05),
+                         "placement_low": (-0.15, -0.1), "placement_high": (0.05, 0.1)})
+    game.reset(seed=0)
+    block = game.sim.object_poses()[0, :2]
+    offsets = []
+    for _ in range(8):
+        game._move_arm_for_alice()
+        offsets.append(game.sim.robot.tool_pose()[0][:2] - block)
+    distances = np.linalg.norm(offsets, axis=1)
+    assert np.all((distances > 0.045) & (distances < 0.065)), distances
+    assert np.ptp(np.arctan2(*np.array(offsets).T)) > 1.0  # not always the same side
+    with pytest.raises(ValueError, match="alice_start_distance"):
+        SelfPlayGame(1, game_rules(alice_start_distance=(0.12, 0.08)))
+
+
 def test_alice_turn_for_an_off_policy_bob_is_her_whole_turn_towards_her_goal():
     game = make_game(bob_actions="continuous", alice_turns_for_replay=True)
     played = []

@@ -109,6 +109,7 @@ def test_a_killed_run_loses_at_most_one_checkpoint_interval(tmp_path):
         ("trainer.vec_env=ray ray.workers=-1", "ray.workers"),
         ("teacher=uniform teacher.goal_distance=[0.08,0.04]", "teacher.goal_distance"),
         ("game.alice_start=reset", "game.alice_start"),
+        ("game.alice_start_distance=[0.01,0.03]", "game.alice_start_distance"),
         ("game.bob_hindsight=all", "game.bob_hindsight"),
         ("game.translation_scale=0", "game.translation_scale"),
         ("bob.algo=dqn", "agent.algo"),
