@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
@@ -56,7 +56,8 @@ class RolloutStats:
     """What one collection saw (for logging)."""
 
     steps: list[int] = field(default_factory=lambda: [0, 0])  # env steps by Alice, Bob
-    seconds: dict[str, float] = field(default_factory=lambda: {"simulation": 0.0, "inference": 0.0, "bookkeeping": 0.0})
+    # wall time by phase; "learning": gradient steps taken between the games' steps (see collect)
+    seconds: dict[str, float] = field(default_factory=lambda: {"simulation": 0.0, "inference": 0.0, "bookkeeping": 0.0, "learning": 0.0})
     goals: list[GoalResult] = field(default_factory=list)
     games: int = 0
     demonstrations: int = 0
@@ -103,8 +104,12 @@ class Collector:
         self.opponents[game] = self.pool.draw(self._rng) if self.pool is not None else (None, None)
 
     # -- collection -----------------------------------------------------------------------------
-    def collect(self, n_steps: int) -> RolloutStats:
-        """Step every game until ``n_steps`` env steps (both agents together) have been taken."""
+    def collect(self, n_steps: int, while_stepping: Callable[[int], None] | None = None) -> RolloutStats:
+        """Step every game until ``n_steps`` env steps (both agents together) have been taken.
+
+        ``while_stepping(bob_steps)``, if given, runs after each step's actions are sent and before
+        its results are awaited (``bob_steps``: how many of those actions are Bob's): work there
+        overlaps the games' simulation when they run in other processes."""
         stats = RolloutStats()
         taken = 0
         clock = time.perf_counter
@@ -112,15 +117,20 @@ class Collector:
         while taken < n_steps:
             start = clock()
             actions = self._act(stats)
-            acted = clock()
-            obs, rewards, dones, infos = self.venv.step(actions)
+            acted = learned = clock()
+            self.venv.step_async(actions)
+            if while_stepping is not None:
+                while_stepping(int((self._step_phases == BOB).sum()))
+                learned = clock()
+            obs, rewards, dones, infos = self.venv.step_wait()
             stepped = clock()
             taken += self.n_games
             for game in range(self.n_games):
                 self._record(game, rewards[game], dones[game], infos[game], stats)
             self.obs = obs
             seconds["inference"] += acted - start
-            seconds["simulation"] += stepped - acted
+            seconds["learning"] += learned - acted
+            seconds["simulation"] += stepped - learned  # waiting for the games (after the learning, if any)
             seconds["bookkeeping"] += clock() - stepped
         return stats
 

@@ -224,6 +224,7 @@ class TrainerConfig:
     torch_threads: int = MISSING  # torch intra-op threads (the simulator uses the other core)
     device: str = MISSING  # torch device of the learners: cpu, cuda, cuda:<i> or auto (cuda when available)
     time_limit_minutes: float = MISSING  # also stop (with a checkpoint) after this much wall time in this process; 0: no limit
+    learn_during_collection: bool = MISSING  # an off-policy Bob takes his gradient steps between the games' steps, overlapping their simulation with vec_env=subproc/ray
 
     def __post_init__(self) -> None:
         _require(self.total_steps > 0, "trainer.total_steps", f"must be positive, got {self.total_steps}")
@@ -313,6 +314,8 @@ class Config:
     def __post_init__(self) -> None:
         _require(self.alice.algo == "ppo", "alice.algo", f"Alice learns with ppo (sac is for Bob), got {self.alice.algo!r}")
         _require(not self.abc.q_filter or self.bob.algo == "sac", "abc.q_filter", "needs Bob's critic of actions: bob.algo=sac")
+        _require(not self.trainer.learn_during_collection or self.bob.algo == "sac", "trainer.learn_during_collection",
+                 "interleaves an off-policy Bob's gradient steps with the games' steps: it needs bob.algo=sac")
         for agent in ("alice", "bob"):
             batch = getattr(self, agent).batch_size
             _require(batch <= self.trainer.rollout_steps or getattr(self, agent).algo == "sac", f"{agent}.batch_size",

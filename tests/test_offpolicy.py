@@ -193,6 +193,34 @@ def test_off_policy_bob_trains_saves_a_sac_zip_and_is_evaluated(tmp_path):
     assert resumed.train()["bob/n_updates"] > 0 and resumed.counters["env_steps"] == 1024
 
 
+def test_learning_during_collection_is_the_same_run_on_every_backend_and_takes_every_gradient_step(tmp_path):
+    """trainer.learn_during_collection: Bob's gradient steps between the games' steps, while games
+    in other processes simulate. The schedule is fixed by the steps, not by timing: games in this
+    process and in one process each give the same Bob, bit for bit, with bob.updates_per_step
+    gradient steps per Bob step, as the after-the-rollout schedule takes."""
+    overrides = {"bob.algo": "sac", "bob.learning_starts": 64, "bob.buffer_size": 5000, "teacher.name": "uniform",
+                 "teacher.uniform_tasks": "[push]", "trainer.total_steps": 768, "trainer.n_games": 4}
+    bobs, steps = {}, {}
+    for name, extra in (("dummy", {"trainer.learn_during_collection": True}),
+                        ("subproc", {"trainer.learn_during_collection": True, "trainer.vec_env": "subproc"}),
+                        ("after", {})):
+        trainer = Trainer(tiny_config(**overrides, **extra), tmp_path / name)
+        row = trainer.train()
+        bobs[name] = {k: v.clone() for k, v in trainer.learners[BOB].policy.state_dict().items()}
+        steps[name] = (trainer.counters["bob_steps"], trainer.learners[BOB].model._n_updates)
+        if name != "after":
+            assert row["time/learning_s"] > 0 and np.isfinite(row["bob/critic_loss"])
+    for key, value in bobs["dummy"].items():
+        np.testing.assert_array_equal(bobs["subproc"][key].numpy(), value.numpy(), err_msg=key)
+    assert steps["dummy"] == steps["subproc"]
+    bob_steps, gradient_steps = steps["dummy"]
+    assert steps["after"][0] == bob_steps  # the same games: Bob's actions do not change who plays when
+    # bob.updates_per_step 0.5 per Bob step, but none before the replay holds learning_starts
+    # transitions (whole turns: up to 4 games x 30 steps more)
+    assert steps["after"][1] <= 0.5 * bob_steps and 0.5 * (bob_steps - 64 - 4 * 30) <= gradient_steps <= 0.5 * bob_steps
+    assert any(not th.equal(bobs["after"][k], v) for k, v in bobs["dummy"].items())  # a different schedule
+
+
 def test_a_saved_replay_buffer_loads_only_into_one_of_the_same_capacity(filled_buffer, tmp_path):
     buffer, _, modes = filled_buffer
     buffer.save(tmp_path / "replay.npz")

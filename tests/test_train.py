@@ -113,6 +113,7 @@ def test_a_killed_run_loses_at_most_one_checkpoint_interval(tmp_path):
         ("game.bob_hindsight=all", "game.bob_hindsight"),
         ("game.translation_scale=0", "game.translation_scale"),
         ("bob.algo=dqn", "agent.algo"),
+        ("trainer.learn_during_collection=true", "trainer.learn_during_collection"),  # Bob learns by PPO
     ],
 )
 def test_bad_config_stops_at_once_with_a_message_naming_it(override, message, tmp_path):

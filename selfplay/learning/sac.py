@@ -324,6 +324,8 @@ class OffPolicyBob:
                                                         informative_only=b.her_informative_only, moved_share=b.moved_share)
         self.cloning = DemonstrationCloning(cfg.abc.beta if cfg.abc.enabled else 0.0, seed=cfg.seed, q_filter=cfg.abc.q_filter)
         self._gradient_credit = 0.0  # gradient steps owed (fractions carried over)
+        self._step_stats: list[dict[str, th.Tensor]] = []  # per gradient step, until take_stats()
+        self._cloning_losses: list[float] = []
         self._targets = critic_pairs(self.model)
 
     @property
@@ -368,24 +370,38 @@ class OffPolicyBob:
     def learn(self, turns: list[tuple[list[dict], np.ndarray]], new_steps: int) -> dict[str, float]:
         """Bob's finished turns into his replay buffer, then ``bob.updates_per_step`` SAC gradient
         steps per env step he took (``new_steps``), each followed by one cloning step on Alice's
-        demonstrations. Returns SAC's statistics (:data:`SAC_STATS`) and ``abc_loss``."""
+        demonstrations. Returns SAC's statistics (:data:`SAC_STATS`) and ``abc_loss`` of every
+        gradient step since the last call (also those of :meth:`learn_some`); {} if none."""
+        self.learn_some(turns, new_steps)
+        return self.take_stats()
+
+    def learn_some(self, turns: list[tuple[list[dict], np.ndarray]], new_steps: int) -> None:
+        """:meth:`learn` without the statistics: what the trainer calls between the games' steps
+        (``trainer.learn_during_collection``); :meth:`take_stats` then reports them all."""
         b, model = self.settings, self.model
         for observations, actions in turns:
             model.replay_buffer.add_turn(observations, actions)
         if len(model.replay_buffer) < b.learning_starts:
-            return {}
+            return
         self._gradient_credit += new_steps * b.updates_per_step
         steps = int(self._gradient_credit)
         self._gradient_credit -= steps
+        if not steps:
+            return
         model.policy.set_training_mode(True)
-        steps_stats, cloning = [], []
         for _ in range(steps):
             batch = model.replay_buffer.sample(b.batch_size)
             update_input_statistics(model, batch.observations)
-            steps_stats.append(sac_gradient_step(model, batch, self._targets, b.action_l2))
-            cloning.append(self.cloning.step(model, b.batch_size))
-        if not steps:
+            self._step_stats.append(sac_gradient_step(model, batch, self._targets, b.action_l2))
+            self._cloning_losses.append(self.cloning.step(model, b.batch_size))
+
+    def take_stats(self) -> dict[str, float]:
+        """Means over the gradient steps taken since the last call; {} if there were none."""
+        steps_stats, cloning = self._step_stats, self._cloning_losses
+        if not steps_stats:
             return {}
+        self._step_stats, self._cloning_losses = [], []
+        model = self.model
         stats = {k: float(th.stack([s[k] for s in steps_stats]).mean()) for k in steps_stats[0]}
         stats["learning_rate"], stats["n_updates"] = model.actor.optimizer.param_groups[0]["lr"], float(model._n_updates)
         if not np.isnan(cloning).all():

@@ -127,15 +127,19 @@ class Trainer:
         n_steps, left = cfg.trainer.rollout_steps, cfg.trainer.total_steps - self.counters["env_steps"]
         self._follow_position_first()
         self._follow_learning_rates()
-        stats = self.collector.collect(left if 0 < left < n_steps else n_steps)  # the budget's last, shorter update
-        collected = time.perf_counter()
         alice, bob = self.learners
+        while_stepping = None
+        if cfg.trainer.learn_during_collection:  # Bob's gradient steps overlap the games' simulation
+            while_stepping = lambda bob_steps: bob.learn_some(self.collector.take_turns(), bob_steps)  # noqa: E731
+        stats = self.collector.collect(left if 0 < left < n_steps else n_steps, while_stepping)  # the budget's last update may be shorter
+        collected = time.perf_counter()
         batches, demos = self.collector.take_batches((alice.gamma, bob.gamma), (alice.gae_lambda, bob.gae_lambda))
         bob.set_demonstrations(demos)  # ABC: Bob's behaviour log-probabilities, before either update
         train_stats = {}
         for name, learner, batch in (("alice", alice, batches[ALICE]), ("bob", bob, batches[BOB])):
             if not learner.on_policy:  # an off-policy Bob learns from his finished turns
-                result = learner.learn(self.collector.take_turns(), stats.steps[BOB])
+                done_during_collection = cfg.trainer.learn_during_collection  # then only the turns since his last step
+                result = learner.learn(self.collector.take_turns(), 0 if done_during_collection else stats.steps[BOB])
             elif batch is not None and len(batch["actions"]) >= 2:
                 result = learner.update(batch)
             else:
