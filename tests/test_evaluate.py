@@ -12,6 +12,7 @@ from selfplay.evaluation import evaluate_task, wilson_interval
 from selfplay.game import BOB
 from selfplay.learning import agent_observation_space, build_learner
 from selfplay.vec_env import make_game
+from tabletop_env.state import quaternion_multiply
 from tests.helpers import Oracle, idle, tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,33 @@ def test_multi_goal_episodes_count_goals_until_the_first_failure():
     assert (failed.goals, failed.successes, failed.failures) == (2, 0, {"timeout": 2})
     assert failed.steps == 2 * 200  # the task's timeout
     assert failed.mean_final_distance == pytest.approx(failed.mean_start_distance, abs=0.005)  # nothing moved
+    assert failed.failed_positions == {"never": 2, "left": 0, "at_end": 0}
+
+
+class _TurnedOracle(Oracle):
+    """Puts the block on its goal position turned 45 degrees (``settle``: then leaves it alone),
+    or, with ``leave``, moves it 10 cm off again after 3 steps."""
+
+    def __init__(self, leave: bool = False):
+        self.leave, self.calls = leave, 0
+
+    def __call__(self, obs):
+        self.calls += 1
+        pose = self.env.goal.copy()
+        if self.leave and self.calls > 3:
+            pose[0, 0] += 0.10
+        yaw_45 = np.array([0.0, 0.0, np.sin(np.pi / 8), np.cos(np.pi / 8)])  # 0.79 rad off, whatever the block's symmetry
+        pose[0, 3:] = quaternion_multiply(yaw_45, pose[0, 3:])
+        self.env.set_object_poses(pose)
+        return np.zeros(6)
+
+
+def test_failed_goals_say_whether_the_block_was_in_place_and_when():
+    """The report's near misses: in place with its rotation off at the end, or in place and left."""
+    turned, _ = evaluate_task(_TurnedOracle(), "Tabletop/Push1-v0", trials=1)
+    assert (turned.successes, turned.failed_positions) == (0, {"never": 0, "left": 0, "at_end": 1})
+    left, _ = evaluate_task(_TurnedOracle(leave=True), "Tabletop/Push1-v0", trials=1)
+    assert (left.successes, left.failed_positions) == (0, {"never": 0, "left": 1, "at_end": 0})
 
 
 def _bob_zip(tmp_path, **overrides) -> Path:

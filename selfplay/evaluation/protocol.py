@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from tabletop_env import TabletopEnv, list_tasks, make_task
+from tabletop_env.state import POSITION_TOLERANCE
 
 #: Goals per episode of the protocol (the paper's games: up to 5 goals).
 MAX_GOALS = 5
@@ -25,7 +26,9 @@ class TaskResult:
     Wilson interval; ``mean_steps_to_success``: env steps per solved goal (NaN if none);
     ``mean_start_distance`` / ``mean_final_distance``: object position error (m, mean over the
     objects) when each goal was set and when its turn ended, averaged over goals: progress that
-    shows before any goal is solved."""
+    shows before any goal is solved. ``failed_positions``: the failed goals by how near they came,
+    every object within the position tolerance (4 cm) of its goal position: ``never``, ``left``
+    (at some step, not at the end) or ``at_end`` (in place at the end: rotation off)."""
 
     task: str
     trials: int
@@ -39,6 +42,7 @@ class TaskResult:
     failures: dict = field(default_factory=dict)  # reason -> count
     mean_start_distance: float = float("nan")
     mean_final_distance: float = float("nan")
+    failed_positions: dict = field(default_factory=dict)  # never / left / at_end -> count
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -88,10 +92,15 @@ def evaluate_task(
     return summarize(task_id, records)
 
 
+def position_errors(env: TabletopEnv, obs: dict) -> np.ndarray:
+    """(n_objects,) distances (m) between the objects' positions and their goal positions."""
+    achieved = obs["achieved_goal"].reshape(-1, 7)[: env.n_objects, :3]
+    return np.linalg.norm(achieved - env.goal[:, :3], axis=1)
+
+
 def position_error(env: TabletopEnv, obs: dict) -> float:
     """Mean distance (m) between the objects' positions and their goal positions."""
-    achieved = obs["achieved_goal"].reshape(-1, 7)[: env.n_objects, :3]
-    return float(np.linalg.norm(achieved - env.goal[:, :3], axis=1).mean())
+    return float(position_errors(env, obs).mean())
 
 
 def resolve_tasks(tasks: Sequence[str] | None) -> list[str]:
@@ -121,12 +130,15 @@ class TaskSpec:
 @dataclass
 class GoalRecord:
     """One goal of a trial: ``outcome`` (success, timeout, off_table, sim_error), env ``steps``
-    taken, object-goal distance (m) when set and when its turn ended."""
+    taken, object-goal distance (m) when set and when its turn ended, and whether every object
+    was within the position tolerance of its goal position at some step / at the end."""
 
     outcome: str
     steps: int
     start_distance: float
     final_distance: float
+    position_reached: bool = False
+    position_at_end: bool = False
 
 
 @dataclass
@@ -170,6 +182,7 @@ class TrialPlayer:
 
     def _begin_goal(self, obs: dict) -> None:
         self.obs, self.steps, self.start_distance = obs, 0, position_error(self.env, obs)
+        self.position_reached = False
 
     def step(self, action: np.ndarray | None) -> TrialRecord | None:
         """One env step with ``action`` (6,) (None: the local act's); the trial's record when it ended."""
@@ -178,6 +191,8 @@ class TrialPlayer:
         self.steps += 1
         if self.spec.record and self.record.trial == 0 and self.steps % 2 == 1:
             self.record.frames.append(env.render())
+        in_place = bool((position_errors(env, obs) < POSITION_TOLERANCE).all())
+        self.position_reached |= in_place
         if info["is_success"]:
             outcome = "success"
         elif terminated:
@@ -187,7 +202,8 @@ class TrialPlayer:
         else:
             self.obs = obs
             return None
-        self.record.goals.append(GoalRecord(outcome, self.steps, self.start_distance, position_error(env, obs)))
+        self.record.goals.append(GoalRecord(outcome, self.steps, self.start_distance, position_error(env, obs),
+                                            self.position_reached, in_place))
         if outcome == "success" and len(self.record.goals) < self.goals_per_episode:
             goal = self.task.sample_goal(env, self.rng)  # the next goal from wherever the objects are now
             env.set_goal(goal.poses, goal.held_object)
@@ -205,9 +221,12 @@ def summarize(task_id: str, records: Sequence[TrialRecord]) -> tuple[TaskResult,
     goals = [goal for record in records for goal in record.goals]
     solved = [goal.steps for goal in goals if goal.outcome == "success"]
     failures: dict[str, int] = {}
+    failed_positions = {"never": 0, "left": 0, "at_end": 0}
     for goal in goals:
         if goal.outcome != "success":
             failures[goal.outcome] = failures.get(goal.outcome, 0) + 1
+            nearest = "at_end" if goal.position_at_end else "left" if goal.position_reached else "never"
+            failed_positions[nearest] += 1
     low, high = wilson_interval(len(solved), len(goals))
     result = TaskResult(
         task=task_id, trials=len(records), goals=len(goals), successes=len(solved),
@@ -216,5 +235,6 @@ def summarize(task_id: str, records: Sequence[TrialRecord]) -> tuple[TaskResult,
         steps=sum(goal.steps for goal in goals), failures=failures,
         mean_start_distance=float(np.mean([g.start_distance for g in goals])) if goals else float("nan"),
         mean_final_distance=float(np.mean([g.final_distance for g in goals])) if goals else float("nan"),
+        failed_positions=failed_positions,
     )
     return result, [frame for record in records for frame in record.frames]
