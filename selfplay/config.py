@@ -78,6 +78,8 @@ class GameSchema:
     alice_start_distance: list[float] = MISSING  # [min, max] m: with alice_start=near_object, the tool starts this far (horizontally) from the object's centre
     position_only: bool = MISSING  # success (and "moved") by position alone; the holdouts compare rotation too
     position_first_steps: int = MISSING  # a curriculum: position_only for the first this many env steps of training, then the full rule; 0: off
+    rotation_tolerance_from: float | None = MISSING  # a curriculum after position_first_steps: Bob's rotation tolerance (rad) starts here and narrows linearly to the holdouts' 0.2; null: 0.2 throughout
+    rotation_tolerance_steps: int = MISSING  # env steps over which rotation_tolerance_from narrows to 0.2
     bob_hindsight: str = MISSING  # final: a failed Bob turn that moved an object also becomes a demonstration, relabelled with the poses he reached; windows: every window of hindsight_window steps in which an object moved >= 1 cm, relabelled with the poses at its end
     hindsight_window: int = MISSING  # steps per window of bob_hindsight=windows
     translation_scale: float = MISSING  # the tool moves this x the action's x/y/z (both agents; in (0, 1])
@@ -93,6 +95,17 @@ class GameSchema:
         (``position_only``, or the ``position_first_steps`` curriculum)."""
         return self.position_only or env_steps < self.position_first_steps
 
+    def rotation_tolerance_at(self, env_steps: int) -> float:
+        """Bob's rotation tolerance (rad) after ``env_steps`` env steps of training: the holdouts'
+        0.2, or with ``rotation_tolerance_from`` that value from the end of ``position_first_steps``,
+        narrowing linearly to 0.2 over ``rotation_tolerance_steps``."""
+        from tabletop_env.state import ROTATION_TOLERANCE
+
+        if self.rotation_tolerance_from is None:
+            return ROTATION_TOLERANCE
+        done = min(max(env_steps - self.position_first_steps, 0) / self.rotation_tolerance_steps, 1.0)
+        return self.rotation_tolerance_from + done * (ROTATION_TOLERANCE - self.rotation_tolerance_from)
+
     def __post_init__(self) -> None:
         for key in ("alice_steps", "max_goals", "bob_steps_per_object", "success_hold_steps"):
             _require(getattr(self, key) >= 1, f"game.{key}", f"must be >= 1, got {getattr(self, key)}")
@@ -101,6 +114,11 @@ class GameSchema:
         _require(self.position_first_steps >= 0, "game.position_first_steps", f"must be >= 0 (0: off), got {self.position_first_steps}")
         _require(not (self.position_first_steps and self.position_only), "game.position_first_steps",
                  "switches position-only success off after that many steps: it needs game.position_only=false")
+        if self.rotation_tolerance_from is not None:
+            _require(0.2 < self.rotation_tolerance_from <= 3.1416, "game.rotation_tolerance_from",
+                     f"must be in (0.2, pi] rad (0.2 is the holdouts' rule it narrows to), got {self.rotation_tolerance_from}")
+            _require(self.rotation_tolerance_steps >= 1 and not self.position_only, "game.rotation_tolerance_steps",
+                     f"needs >= 1 env steps to narrow over, and game.position_only=false; got {self.rotation_tolerance_steps}")
         _require(0.0 < self.translation_scale <= 1.0, "game.translation_scale", f"must be in (0, 1], got {self.translation_scale}")
         _require(self.alice_start in ("continue", "home", "near_object"), "game.alice_start",
                  f"must be continue, home or near_object, got {self.alice_start!r}")

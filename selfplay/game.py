@@ -192,6 +192,12 @@ class SelfPlayGame(gym.Env):
         self.config = dataclasses.replace(self.config, position_only=on)
         self.sim.set_ignore_rotation(on)
 
+    def set_rotation_tolerance(self, tolerance: float) -> None:
+        """Bob's success rule from now on: orientation within ``tolerance`` rad of the goal's
+        (``game.rotation_tolerance_from``'s curriculum; the trainer sets every game at once).
+        Alice's "moved" keeps the holdouts' 0.2 rad."""
+        self.sim.set_rotation_tolerance(tolerance)
+
     def render(self) -> np.ndarray | None:
         return self.sim.render()
 

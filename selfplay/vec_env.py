@@ -27,11 +27,15 @@ class GameWorkersLost(RuntimeError):
     one did not start within ``ray.start_timeout_s``."""
 
 
+#: ``game.*`` keys that are schedules over training, which the trainer follows (not game rules).
+GAME_SCHEDULES = ("position_first_steps", "rotation_tolerance_from", "rotation_tolerance_steps")
+
+
 def game_config(cfg: Config) -> GameConfig:
     """The game rules of a run's config: ``game.*`` as they are, the teacher's goal source
     (``teacher.*``), and Bob's kind of actions and replay (``bob.algo``, ``bob.replay_alice``).
     With ``game.position_first_steps`` the game starts position-only; the trainer switches it."""
-    rules = {f.name: getattr(cfg.game, f.name) for f in fields(GameSchema) if f.name != "position_first_steps"}
+    rules = {f.name: getattr(cfg.game, f.name) for f in fields(GameSchema) if f.name not in GAME_SCHEDULES}
     rules["position_only"] = cfg.game.position_only_at(0)
     rules["alice_start_distance"] = tuple(cfg.game.alice_start_distance)
     return GameConfig(

@@ -156,6 +156,7 @@ class TabletopEnv(gym.Env):
         self.max_episode_steps = max_episode_steps
         self._task_modes = getattr(task, "rotation_modes", None) if task is not None else None
         self.set_ignore_rotation(ignore_rotation)
+        self.rotation_tolerance = ROTATION_TOLERANCE  # rad; a curriculum may widen it (set_rotation_tolerance)
         self.goal_rotation = goal_rotation
         self.goal_feature_size = GOAL_FEATURES + GOAL_ROTATION_FEATURES * goal_rotation
 
@@ -306,7 +307,7 @@ class TabletopEnv(gym.Env):
         shape = achieved_goal.shape[:-1]
         achieved = achieved_goal.reshape(*shape, self.max_objects, POSE_SIZE)
         desired = desired_goal.reshape(*shape, self.max_objects, POSE_SIZE)
-        success = objects_at_goal(achieved, desired, self._padded_modes).all(axis=-1)
+        success = objects_at_goal(achieved, desired, self._padded_modes, rotation_tolerance=self.rotation_tolerance).all(axis=-1)
         return success.astype(np.float32) - 1.0
 
     def render(self) -> np.ndarray | None:
@@ -372,7 +373,7 @@ class TabletopEnv(gym.Env):
     def objects_at_goal(self, goal: np.ndarray | None = None) -> np.ndarray:
         """(n,) bool: which objects are within tolerance of ``goal`` (default: the current goal)."""
         goal = self.goal if goal is None else goal
-        return objects_at_goal(self._poses, goal, self.rotation_modes)
+        return objects_at_goal(self._poses, goal, self.rotation_modes, rotation_tolerance=self.rotation_tolerance)
 
     def off_table(self) -> np.ndarray:
         """(n,) bool: objects that fell below the table surface or lie beyond its edges."""
@@ -459,6 +460,14 @@ class TabletopEnv(gym.Env):
         self._modes_list = self.rotation_modes.tolist()
         self._padded_modes = np.concatenate([self.rotation_modes, np.full(self.max_objects - self.n_objects, 3)])
 
+    def set_rotation_tolerance(self, tolerance: float) -> None:
+        """How far (rad) an object's orientation may be from its goal's and count as at the goal,
+        from now on (the holdouts' rule: :data:`ROTATION_TOLERANCE`; a curriculum narrows a
+        wider one to it during training)."""
+        if not 0.0 < tolerance <= math.pi:
+            raise ValueError(f"rotation tolerance must be in (0, pi] rad, got {tolerance}")
+        self.rotation_tolerance = float(tolerance)
+
     def random_layout(self, rng: np.random.Generator, indices: Sequence[int] | None = None) -> np.ndarray:
         """(n, 7) resting poses, non-overlapping, random yaw, in the placement area.
 
@@ -521,7 +530,8 @@ class TabletopEnv(gym.Env):
         return [p[2] < -FALL_DEPTH or abs(p[0] - cx) > hx or abs(p[1] - cy) > hy for p in self._pose_rows]
 
     def _at_goal(self) -> list[bool]:
-        return [pose_at_goal(p, g, m) for p, g, m in zip(self._pose_rows, self._goal_rows, self._modes_list)]
+        tolerance = self.rotation_tolerance
+        return [pose_at_goal(p, g, m, rotation_tolerance=tolerance) for p, g, m in zip(self._pose_rows, self._goal_rows, self._modes_list)]
 
     def _observe(self) -> dict[str, np.ndarray]:
         """The observation dict: views into one fresh float32 buffer laid out as

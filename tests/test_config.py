@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 import selfplay
 from selfplay.config import CONF_DIR, Config, ConfigError, EvaluateConfig, compose, compose_config, make_config
 from selfplay.events import GoalResult
-from selfplay.vec_env import game_config
+from selfplay.vec_env import GAME_SCHEDULES, game_config
 from tests.helpers import ROOT, import_ray
 
 
@@ -64,7 +64,7 @@ def test_the_games_rules_and_rewards_come_from_the_config():
     assert rules.alice_reward(GoalResult(0, valid=True, outside=True, bob_success=False)) == 1.0 + 2.0 - 1.0
     assert rules.alice_reward(GoalResult(0, valid=True, bob_success=True)) == 1.0
     assert rules.alice_reward(GoalResult(0, valid=False)) == 0.0
-    schema_rules = {f.name for f in fields(type(cfg.game))} - {"position_first_steps"}  # a schedule the trainer follows
+    schema_rules = {f.name for f in fields(type(cfg.game))} - set(GAME_SCHEDULES)  # the trainer follows those
     assert schema_rules <= {f.name for f in fields(rules)} and is_dataclass(rules)
 
 

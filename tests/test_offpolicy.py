@@ -418,6 +418,22 @@ def test_a_position_first_curriculum_switches_bobs_replay_to_the_full_rule(tmp_p
     assert [float(r["game/position_only"]) for r in rows] == [1.0, 1.0, 0.0, 0.0]
 
 
+def test_a_rotation_tolerance_curriculum_narrows_bobs_success_rule_after_the_position_phase(tmp_path):
+    """game.rotation_tolerance_from: after position_first_steps, the games' and the replay's
+    rotation tolerance starts wide and narrows linearly to the holdouts' 0.2 rad."""
+    cfg = tiny_config(**{"bob.algo": "sac", "bob.learning_starts": 10_000, "trainer.total_steps": 768,
+                         "game.position_first_steps": 256, "game.rotation_tolerance_from": 1.0,
+                         "game.rotation_tolerance_steps": 512})
+    assert [cfg.game.rotation_tolerance_at(s) for s in (0, 256, 512, 768, 5000)] == pytest.approx([1.0, 1.0, 0.6, 0.2, 0.2])
+    trainer = Trainer(cfg, tmp_path)
+    buffer, games = trainer.learners[BOB].model.replay_buffer, trainer.venv.envs
+    trainer.train()  # three updates of 256 steps, from 0, 256 and 512 env steps
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [float(r["game/rotation_tolerance"]) for r in rows] == pytest.approx([1.0, 1.0, 0.6])
+    assert buffer.rotation_tolerance == pytest.approx(0.6)
+    assert [game.sim.rotation_tolerance for game in games] == pytest.approx([0.6] * len(games))
+
+
 def test_a_learning_rate_schedule_shrinks_every_optimisers_step_linearly_over_the_budget(tmp_path):
     cfg = tiny_config(**{"bob.algo": "sac", "bob.learning_starts": 64, "trainer.total_steps": 1024,
                          "bob.learning_rate_end": 0.0, "alice.learning_rate_end": 2e-3})
@@ -446,3 +462,10 @@ def test_a_game_switched_to_position_only_ignores_rotation_for_success_and_moves
     assert game.config.position_only and objects_at_goal(turned, pose, game.sim.rotation_modes).all()
     game.set_position_only(False)
     assert not objects_at_goal(turned, pose, game.sim.rotation_modes).all()
+    padding = np.tile([0, 0, 0, 0, 0, 0, 1.0], game.sim.max_objects - 1)  # compute_reward takes every object slot
+    achieved, desired = np.concatenate([pose.ravel(), padding]), np.concatenate([turned.ravel(), padding])
+    assert not game.sim.objects_at_goal(turned).all() and game.sim.compute_reward(achieved, desired, {}) == -1
+    game.set_rotation_tolerance(0.7)  # the rotation curriculum: 0.6 rad off counts now, for success and HER rewards
+    assert game.sim.objects_at_goal(turned).all() and game.sim.compute_reward(achieved, desired, {}) == 0
+    with pytest.raises(ValueError, match="rotation tolerance"):
+        game.set_rotation_tolerance(0.0)

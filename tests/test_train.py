@@ -112,6 +112,8 @@ def test_a_killed_run_loses_at_most_one_checkpoint_interval(tmp_path):
         ("game.alice_start_distance=[0.01,0.03]", "game.alice_start_distance"),
         ("game.bob_hindsight=all", "game.bob_hindsight"),
         ("game.translation_scale=0", "game.translation_scale"),
+        ("game.rotation_tolerance_from=0.1 game.rotation_tolerance_steps=1000", "game.rotation_tolerance_from"),
+        ("game.rotation_tolerance_from=0.6", "game.rotation_tolerance_steps"),
         ("bob.algo=dqn", "agent.algo"),
         ("trainer.learn_during_collection=true", "trainer.learn_during_collection"),  # Bob learns by PPO
     ],

@@ -89,6 +89,9 @@ class PPOLearner:
     def set_position_only(self, on: bool) -> None:
         """Nothing to do: PPO's rewards come from the game, which applies the rule."""
 
+    def set_rotation_tolerance(self, tolerance: float) -> None:
+        """Nothing to do, as for :meth:`set_position_only`."""
+
     def set_learning_rate(self, learning_rate: float) -> None:
         """Adam's step size from now on (the loop's ``learning_rate_end`` schedule)."""
         update_learning_rate(self.optimizer, learning_rate)

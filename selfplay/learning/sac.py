@@ -36,7 +36,7 @@ from selfplay.learning.sac_step import critic_pairs, sac_gradient_step, update_i
 from selfplay.policies import observation_tensors, policy_kwargs
 from tabletop_env.env import POSE_SIZE, object_rotation_modes, reads_goal_rotation
 from tabletop_env.objects import blocks
-from tabletop_env.state import ROTATION_IGNORE, objects_at_goal
+from tabletop_env.state import ROTATION_IGNORE, ROTATION_TOLERANCE, objects_at_goal
 from tabletop_env.wrappers import ACTION_DIMS, bin_values
 
 #: An object that travelled this far (m) during a turn makes it a "moved" turn (``bob.moved_share``).
@@ -75,6 +75,7 @@ class TurnReplayBuffer:
         self.capacity, self.her_ratio, self.device = capacity, her_ratio, device
         self.informative_only, self.moved_share = informative_only, moved_share
         self.modes = np.asarray(rotation_modes)
+        self.rotation_tolerance = ROTATION_TOLERANCE  # rad, the success rule's (a curriculum widens it)
         self.goal_rotation = reads_goal_rotation(spaces)
         m = spaces["mask"].shape[0]
         self.robot = np.zeros((2, capacity, *spaces["robot"].shape), dtype=np.float32)  # [now, next]
@@ -163,11 +164,12 @@ class TurnReplayBuffer:
             rows, future = np.flatnonzero(relabel)[intact], future[intact]
             if self.informative_only:  # skip goals the objects already satisfy before the step
                 now = self.objects[0, index[rows], :, :POSE_SIZE]
-                keep = ~(objects_at_goal(now, self.reached[future], self.modes) | (self.mask[index[rows]] < 0.5)).all(axis=1)
+                keep = ~(objects_at_goal(now, self.reached[future], self.modes, rotation_tolerance=self.rotation_tolerance)
+                         | (self.mask[index[rows]] < 0.5)).all(axis=1)
                 rows, future = rows[keep], future[keep]
             goal[rows] = self.reached[future]
         mask = self.mask[index]
-        at_goal = objects_at_goal(self.reached[index], goal, self.modes)
+        at_goal = objects_at_goal(self.reached[index], goal, self.modes, rotation_tolerance=self.rotation_tolerance)
         success = (at_goal | (mask < 0.5)).all(axis=1).astype(np.float32)
         goal = goal * mask[..., None]
         observations = self._observations(0, index, goal, mask)
@@ -353,6 +355,12 @@ class OffPolicyBob:
         ``game.position_first_steps`` switch); the replay's turns are relabelled when sampled."""
         if isinstance(self.model.replay_buffer, TurnReplayBuffer):
             self.model.replay_buffer.modes = self._rotation_modes(on)
+
+    def set_rotation_tolerance(self, tolerance: float) -> None:
+        """Hindsight rewards with this rotation tolerance (rad) from now on, as the games'
+        success rule (``game.rotation_tolerance_from``'s curriculum)."""
+        if isinstance(self.model.replay_buffer, TurnReplayBuffer):
+            self.model.replay_buffer.rotation_tolerance = tolerance
 
     def set_learning_rate(self, learning_rate: float) -> None:
         """Adam's step size from now on for the actor, the critics and the entropy weight (the

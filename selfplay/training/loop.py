@@ -24,6 +24,7 @@ from selfplay.training.resume import REPLAY_FILE, has_replay, restore
 from selfplay.training.video import record_game
 from selfplay.training.wandb_run import start_wandb
 from selfplay.vec_env import game_config, make_vec_env
+from tabletop_env.state import ROTATION_TOLERANCE
 
 log = logging.getLogger("selfplay")
 
@@ -83,6 +84,7 @@ class Trainer:
         self.goals_log: MetricsLog | None = None  # goals.csv: Alice's valid goals (with an Alice)
         self._checkpointed_at = self.counters["env_steps"] if cfg.resume else None  # env steps of the last checkpoint written
         self._position_only = self.rules.position_only  # the success rule the games and Bob's replay use now
+        self._rotation_tolerance = ROTATION_TOLERANCE  # rad, the games' and the replay's now
         self.stopped_by: str | None = None  # the signal that ended train() early, if any
 
     # -- the loop -------------------------------------------------------------------------------
@@ -126,6 +128,7 @@ class Trainer:
         start = time.perf_counter()
         n_steps, left = cfg.trainer.rollout_steps, cfg.trainer.total_steps - self.counters["env_steps"]
         self._follow_position_first()
+        self._follow_rotation_tolerance()
         self._follow_learning_rates()
         alice, bob = self.learners
         while_stepping = None
@@ -156,6 +159,8 @@ class Trainer:
                           batches[BOB], collected - start, updated - collected, getattr(self.venv, "restarts", 0))
         if cfg.game.position_first_steps:
             row["game/position_only"] = float(self._position_only)  # the rule of this update's games
+        if cfg.game.rotation_tolerance_from is not None:
+            row["game/rotation_tolerance"] = self._rotation_tolerance
         if cfg.eval.every and self.counters["updates"] % cfg.eval.every == 0:
             row.update(self.holdout_eval())
         self.counters["wall_s"] = self.counters.get("wall_s", 0.0) + time.perf_counter() - start
@@ -176,6 +181,17 @@ class Trainer:
             learner.set_position_only(on)
         self._position_only = on
         log.info("%d env steps: success by %s from now on", self.counters["env_steps"], "position alone" if on else "the full rule")
+
+    def _follow_rotation_tolerance(self) -> None:
+        """``game.rotation_tolerance_from``: Bob's rotation tolerance for the coming update, in
+        every game and in his replay's hindsight rewards (a resume follows it from the env steps)."""
+        tolerance = self.cfg.game.rotation_tolerance_at(self.counters["env_steps"])
+        if tolerance == self._rotation_tolerance:
+            return
+        self.venv.env_method("set_rotation_tolerance", tolerance)
+        for learner in self.learners:
+            learner.set_rotation_tolerance(tolerance)
+        self._rotation_tolerance = tolerance
 
     def _follow_learning_rates(self) -> None:
         """Each learner's step size for the coming update: ``<agent>.learning_rate``, or linear to
