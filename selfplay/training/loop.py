@@ -83,8 +83,8 @@ class Trainer:
         self.metrics: MetricsLog | None = None
         self.goals_log: MetricsLog | None = None  # goals.csv: Alice's valid goals (with an Alice)
         self._checkpointed_at = self.counters["env_steps"] if cfg.resume else None  # env steps of the last checkpoint written
-        self._position_only = self.rules.position_only  # the success rule the games and Bob's replay use now
-        self._rotation_tolerance = ROTATION_TOLERANCE  # rad, the games' and the replay's now
+        # the success rule the games and Bob's replay use now (setter -> value; see _set_rule)
+        self._rules_in_force = {"set_position_only": self.rules.position_only, "set_rotation_tolerance": ROTATION_TOLERANCE}
         self.stopped_by: str | None = None  # the signal that ended train() early, if any
 
     # -- the loop -------------------------------------------------------------------------------
@@ -158,9 +158,9 @@ class Trainer:
         row = metrics_row(cfg, self.rules, self.counters, stats, train_stats, (alice.stat_names, bob.stat_names),
                           batches[BOB], collected - start, updated - collected, getattr(self.venv, "restarts", 0))
         if cfg.game.position_first_steps:
-            row["game/position_only"] = float(self._position_only)  # the rule of this update's games
+            row["game/position_only"] = float(self._rules_in_force["set_position_only"])  # the rule of this update's games
         if cfg.game.rotation_tolerance_from is not None:
-            row["game/rotation_tolerance"] = self._rotation_tolerance
+            row["game/rotation_tolerance"] = self._rules_in_force["set_rotation_tolerance"]
         if cfg.eval.every and self.counters["updates"] % cfg.eval.every == 0:
             row.update(self.holdout_eval())
         self.counters["wall_s"] = self.counters.get("wall_s", 0.0) + time.perf_counter() - start
@@ -174,24 +174,24 @@ class Trainer:
         """``game.position_first_steps``: success by position alone until that many env steps,
         then by the full rule, in every game and in Bob's replay at once."""
         on = self.cfg.game.position_only_at(self.counters["env_steps"])
-        if on == self._position_only:
-            return
-        self.venv.env_method("set_position_only", on)
-        for learner in self.learners:
-            learner.set_position_only(on)
-        self._position_only = on
-        log.info("%d env steps: success by %s from now on", self.counters["env_steps"], "position alone" if on else "the full rule")
+        if self._set_rule("set_position_only", on):
+            log.info("%d env steps: success by %s from now on", self.counters["env_steps"], "position alone" if on else "the full rule")
 
     def _follow_rotation_tolerance(self) -> None:
         """``game.rotation_tolerance_from``: Bob's rotation tolerance for the coming update, in
         every game and in his replay's hindsight rewards (a resume follows it from the env steps)."""
-        tolerance = self.cfg.game.rotation_tolerance_at(self.counters["env_steps"])
-        if tolerance == self._rotation_tolerance:
-            return
-        self.venv.env_method("set_rotation_tolerance", tolerance)
+        self._set_rule("set_rotation_tolerance", self.cfg.game.rotation_tolerance_at(self.counters["env_steps"]))
+
+    def _set_rule(self, setter: str, value) -> bool:
+        """A success-rule setting (``set_position_only``, ``set_rotation_tolerance``) in every game
+        and both learners, when it differs from the one in force; whether it did."""
+        if self._rules_in_force.get(setter) == value:
+            return False
+        self.venv.env_method(setter, value)
         for learner in self.learners:
-            learner.set_rotation_tolerance(tolerance)
-        self._rotation_tolerance = tolerance
+            getattr(learner, setter)(value)
+        self._rules_in_force[setter] = value
+        return True
 
     def _follow_learning_rates(self) -> None:
         """Each learner's step size for the coming update: ``<agent>.learning_rate``, or linear to
