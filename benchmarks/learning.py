@@ -22,7 +22,9 @@ Interrupted (Ctrl-C, SIGTERM: every run stops with a checkpoint), the same comma
 unfinished runs where they stopped (an off-policy Bob's and SAC + HER's replay buffers included)
 and skips finished ones and evaluations already written. Writes ``<out>/learning.png`` (mean over
 seeds, min-max band) and ``<out>/learning.md`` (each arm's mean +- sd over seeds and the Wilson
-interval of its goals pooled); copy them into benchmarks/ to keep them.
+interval of its goals pooled); copy them into benchmarks/ to keep them. Bob acts with his mean
+action (``deterministic=true``); ``--sampled`` evaluates his sampled actions instead (his policy
+as trained; SAC + HER's too), into ``<run>/eval_sampled`` and ``learning_sampled.png/md``.
 """
 
 from __future__ import annotations
@@ -202,16 +204,29 @@ def evaluation_points(folder: Path, args) -> dict[int, Path]:
 class HerPolicy:
     """An SB3 SAC + HER model as a batch policy of the parallel evaluation (its goal-env keys)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sampled: bool = False) -> None:
         from stable_baselines3 import SAC
         from stable_baselines3.common.buffers import DictReplayBuffer
+
+        self.sampled = sampled
 
         # acting needs no replay buffer (a HER one would want the training env)
         self.model = SAC.load(path, device="cpu", custom_objects={"replay_buffer_class": DictReplayBuffer,
                                                                    "replay_buffer_kwargs": {}, "buffer_size": 1})
 
     def act_batch(self, obs: dict[str, np.ndarray], rngs) -> np.ndarray:
-        return self.model.predict({k: obs[k] for k in HER_KEYS}, deterministic=True)[0]
+        """The actor's mean actions, or (``sampled``) actions drawn with each trial's generator,
+        as our Bob's sampled evaluation draws them (deterministic for a seed)."""
+        import torch as th
+
+        goal_obs = {k: obs[k] for k in HER_KEYS}
+        if not self.sampled:
+            return self.model.predict(goal_obs, deterministic=True)[0]
+        with th.no_grad():
+            tensors, _ = self.model.policy.obs_to_tensor(goal_obs)
+            mean, log_std, _ = self.model.actor.get_action_dist_params(tensors)
+            noise = th.as_tensor(np.stack([rng.standard_normal(mean.shape[1]) for rng in rngs]), dtype=mean.dtype)
+            return th.tanh(mean + log_std.exp() * noise).numpy()
 
 
 def evaluate_point(policy_path: Path | None, out: Path, args) -> dict:
@@ -221,10 +236,12 @@ def evaluate_point(policy_path: Path | None, out: Path, args) -> dict:
     if not (out / "results.json").is_file():
         if policy_path is not None and policy_path.name == "bob.zip":
             command = [sys.executable, "-m", "selfplay.evaluate", f"checkpoint={policy_path}", f"tasks=[{','.join(TASKS)}]",
-                       f"trials={args.trials}", f"workers={args.eval_workers}", "progress=false", f"out={out}"]
+                       f"trials={args.trials}", f"workers={args.eval_workers}", "progress=false", f"out={out}",
+                       f"deterministic={str(not args.sampled).lower()}"]
         else:
             command = [sys.executable, str(Path(__file__)), "--evaluate-point", str(policy_path or "random"), str(out),
-                       "--trials", str(args.trials), "--eval-workers", str(args.eval_workers), "--set", *args.set]
+                       "--trials", str(args.trials), "--eval-workers", str(args.eval_workers), *["--sampled"] * args.sampled,
+                       "--set", *args.set]
         subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
                        env={**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"})
     return json.loads((out / "results.json").read_text())
@@ -240,16 +257,21 @@ def evaluate_in_process(policy: str, out: Path, args) -> None:
     torch.set_num_threads(1)
     cfg = compose(args.set)
     workspace = cfg.env.workspace()
-    bob = RandomPolicy() if policy == "random" else HerPolicy(Path(policy))
+    bob = RandomPolicy() if policy == "random" else HerPolicy(Path(policy), args.sampled)
     with ParallelEvaluator(args.eval_workers) as engine:
         results = [engine.evaluate_task(bob, task, args.trials, seed=0, env_kwargs=workspace, max_objects=cfg.env.max_objects)[0]
                    for task in TASKS]
     write_report(results, out, title="uniformly random actions" if policy == "random" else policy, workspace=workspace)
 
 
+def eval_folder(args) -> str:
+    """Where a run's evaluations are cached: ``eval`` (mean actions) or ``eval_sampled``."""
+    return "eval_sampled" if args.sampled else "eval"
+
+
 def evaluate_run(folder: Path, args) -> dict[int, dict]:
     """Results at every mark a run has reached: env steps -> {task: result}."""
-    return {step: evaluate_point(path, folder / "eval" / f"step-{step:09d}", args)
+    return {step: evaluate_point(path, folder / eval_folder(args) / f"step-{step:09d}", args)
             for step, path in evaluation_points(folder, args).items()}
 
 
@@ -339,15 +361,16 @@ def report(args) -> None:
             if len(runs) > 1:
                 ax.fill_between(steps, 100 * low, 100 * high, color=line.get_color(), alpha=0.2)
         ax.axhline(100 * random[task]["success_rate"], color="grey", linestyle="--", label="random actions")
-        ax.set_title(f"zero-shot {name}, full success rule")
+        ax.set_title(f"zero-shot {name}, full success rule, {'sampled' if args.sampled else 'mean'} actions")
         ax.set_xlabel("env steps (Alice + Bob)")
         ax.set_ylim(-2, 102)
     axes[0].set_ylabel(f"success (%), {args.trials} trials per point\nline: mean over seeds, band: min-max")
     axes[-1].legend()
     fig.tight_layout()
-    fig.savefig(args.out / "learning.png", dpi=120)
+    stem = "learning_sampled" if args.sampled else "learning"
+    fig.savefig(args.out / f"{stem}.png", dpi=120)
     lines = [f"Zero-shot success at each mark ({args.trials} trials per task, seed 0, the run's workspace, "
-             "`python -m selfplay.evaluate`'s protocol), %:", "",
+             f"`python -m selfplay.evaluate`'s protocol, Bob's {'sampled' if args.sampled else 'mean'} actions), %:", "",
              "| run | " + " | ".join(f"{s} at {step:,}" for step in marks(args) for s in short) + " |",
              "|---|" + "---:|" * (len(marks(args)) * len(TASKS))]
     for name, curve in curves.items():
@@ -359,9 +382,9 @@ def report(args) -> None:
     for arm, runs in by_arm({n: c[args.steps] for n, c in curves.items() if args.steps in c}).items():
         lines.append(f"| {arm} | {len(runs)} | " + " | ".join(arm_summary(list(runs.values()), task) for task in TASKS) + " |")
     lines += ["", *training_table(args.out)]
-    (args.out / "learning.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    print(f"wrote {args.out / 'learning.png'} and {args.out / 'learning.md'}")
+    print(f"wrote {args.out / stem}.png and {args.out / stem}.md")
 
 
 def main() -> int:
@@ -374,6 +397,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (each uses about one core)")
     parser.add_argument("--trials", type=int, default=100, help="episodes per task per evaluation")
     parser.add_argument("--eval-workers", type=int, default=1, help="game processes per evaluation")
+    parser.add_argument("--sampled", action="store_true", help="evaluate Bob's sampled actions (deterministic=false) "
+                        "instead of his mean actions: cached in <run>/eval_sampled, reported as learning_sampled.png/md")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "learning", help="folder for the runs")
     parser.add_argument("--set", nargs="*", default=[], help="config overrides for every arm, e.g. experiment=selfplay_push_sac")
     parser.add_argument("--report-only", action="store_true", help="no training: evaluate what is missing, plot")
