@@ -217,16 +217,12 @@ class HerPolicy:
     def act_batch(self, obs: dict[str, np.ndarray], rngs) -> np.ndarray:
         """The actor's mean actions, or (``sampled``) actions drawn with each trial's generator,
         as our Bob's sampled evaluation draws them (deterministic for a seed)."""
-        import torch as th
+        from selfplay.evaluation.parallel import sampled_sac_actions
 
         goal_obs = {k: obs[k] for k in HER_KEYS}
         if not self.sampled:
             return self.model.predict(goal_obs, deterministic=True)[0]
-        with th.no_grad():
-            tensors, _ = self.model.policy.obs_to_tensor(goal_obs)
-            mean, log_std, _ = self.model.actor.get_action_dist_params(tensors)
-            noise = th.as_tensor(np.stack([rng.standard_normal(mean.shape[1]) for rng in rngs]), dtype=mean.dtype)
-            return th.tanh(mean + log_std.exp() * noise).numpy()
+        return sampled_sac_actions(self.model.actor, self.model.policy.obs_to_tensor(goal_obs)[0], rngs)
 
 
 def evaluate_point(policy_path: Path | None, out: Path, args) -> dict:

@@ -5,6 +5,7 @@ once with one line naming it. Every field says what it means and its unit."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -115,7 +116,7 @@ class GameSchema:
         _require(not (self.position_first_steps and self.position_only), "game.position_first_steps",
                  "switches position-only success off after that many steps: it needs game.position_only=false")
         if self.rotation_tolerance_from is not None:
-            _require(0.2 < self.rotation_tolerance_from <= 3.1416, "game.rotation_tolerance_from",
+            _require(0.2 < self.rotation_tolerance_from <= math.pi, "game.rotation_tolerance_from",
                      f"must be in (0.2, pi] rad (0.2 is the holdouts' rule it narrows to), got {self.rotation_tolerance_from}")
             _require(self.rotation_tolerance_steps >= 1 and not self.position_only, "game.rotation_tolerance_steps",
                      f"needs >= 1 env steps to narrow over, and game.position_only=false; got {self.rotation_tolerance_steps}")

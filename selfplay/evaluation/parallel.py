@@ -84,10 +84,7 @@ class BatchBob(BobPolicy):
                 return continuous_actions(policy, batch, deterministic=True)[:rows]
             if policy.actor.use_sde:
                 raise ValueError("sampling a gSDE actor is not supported; evaluate with deterministic=true")
-            with th.no_grad():
-                mean, log_std, _ = policy.actor.get_action_dist_params(_tensors(batch))
-                noise = th.as_tensor(np.stack([rng.standard_normal(mean.shape[1]) for rng in rngs]), dtype=mean.dtype)
-                return th.tanh(mean[:rows] + log_std[:rows].exp() * noise).numpy()
+            return sampled_sac_actions(policy.actor, _tensors(batch), rngs)
         with th.no_grad():
             features = policy.pi_features_extractor(_tensors(batch))
             logits = policy.action_net(policy.mlp_extractor.forward_actor(features))[:rows]
@@ -96,6 +93,16 @@ class BatchBob(BobPolicy):
             if not self.deterministic:
                 log_p = log_p + th.as_tensor(np.stack([rng.gumbel(size=log_p.shape[1:]) for rng in rngs]), dtype=log_p.dtype)
             return self.values[log_p.argmax(dim=-1).numpy()]
+
+
+def sampled_sac_actions(actor, observations, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+    """Actions (len(rngs), A) a SAC ``actor`` samples for a batch of observation tensors (rows
+    beyond ``len(rngs)`` are padding), each row's Gaussian noise from its trial generator."""
+    with th.no_grad():
+        mean, log_std, _ = actor.get_action_dist_params(observations)
+        rows = len(rngs)
+        noise = th.as_tensor(np.stack([rng.standard_normal(mean.shape[1]) for rng in rngs]), dtype=mean.dtype)
+        return th.tanh(mean[:rows] + log_std[:rows].exp() * noise).numpy()
 
 
 class RandomPolicy:

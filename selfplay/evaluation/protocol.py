@@ -191,7 +191,8 @@ class TrialPlayer:
         self.steps += 1
         if self.spec.record and self.record.trial == 0 and self.steps % 2 == 1:
             self.record.frames.append(env.render())
-        in_place = bool((position_errors(env, obs) < POSITION_TOLERANCE).all())
+        errors = position_errors(env, obs)
+        in_place = bool((errors < POSITION_TOLERANCE).all())
         self.position_reached |= in_place
         if info["is_success"]:
             outcome = "success"
@@ -202,7 +203,7 @@ class TrialPlayer:
         else:
             self.obs = obs
             return None
-        self.record.goals.append(GoalRecord(outcome, self.steps, self.start_distance, position_error(env, obs),
+        self.record.goals.append(GoalRecord(outcome, self.steps, self.start_distance, float(errors.mean()),
                                             self.position_reached, in_place))
         if outcome == "success" and len(self.record.goals) < self.goals_per_episode:
             goal = self.task.sample_goal(env, self.rng)  # the next goal from wherever the objects are now
