@@ -25,6 +25,12 @@ seeds, min-max band) and ``<out>/learning.md`` (each arm's mean +- sd over seeds
 interval of its goals pooled); copy them into benchmarks/ to keep them. Bob acts with his mean
 action (``deterministic=true``); ``--sampled`` evaluates his sampled actions instead (his policy
 as trained; SAC + HER's too), into ``<run>/eval_sampled`` and ``learning_sampled.png/md``.
+
+A campaign longer than a session: ``--keep DIR`` (e.g. benchmarks/campaign) records each run once
+it has reached the budget and been evaluated in both action modes: its results at every mark,
+its config and its training metrics (``DIR/<run>/``, a few hundred kB, meant for git). Runs
+recorded there are not trained again, and the report includes them beside the runs under --out,
+so the same command, on another day and a fresh ``--out``, continues with the missing runs.
 """
 
 from __future__ import annotations
@@ -56,6 +62,10 @@ SELFPLAY_ARMS = {
 }
 HER_KEYS = ("observation", "achieved_goal", "desired_goal")
 HER_GAMES = 4  # SAC + HER's games stepped side by side
+EVAL_FOLDERS = {False: "eval", True: "eval_sampled"}  # --sampled -> where a run's evaluations go
+KEPT_METRICS = ("env_steps", "alice/valid_goal_rate", "bob/success_rate", "goals/moved", "goals/lifted",
+                "goals/stacked", "goals/distance", "abc/demonstrations", "bob/ent_coef", "game/position_only",
+                "game/rotation_tolerance", "time/elapsed_s")  # the training metrics a --keep record holds
 
 
 class Stop:
@@ -93,6 +103,8 @@ def run_steps(folder: Path) -> int:
 def selfplay_command(arm: str, seed: int, args) -> list[str] | None:
     """The training command of a self-play arm's run: fresh, a resume, or None when it is done."""
     folder = args.out / f"{arm}-s{seed}"
+    if kept_budget(f"{arm}-s{seed}", args) >= args.steps:
+        return None
     budget = [f"trainer.total_steps={args.steps}", "trainer.time_limit_minutes=0"]
     if (folder / "config.yaml").is_file():
         if run_steps(folder) >= args.steps:
@@ -105,6 +117,8 @@ def selfplay_command(arm: str, seed: int, args) -> list[str] | None:
 
 def sac_command(seed: int, args) -> list[str] | None:
     state = args.out / f"sac_her-s{seed}" / "latest" / "state.json"
+    if kept_budget(f"sac_her-s{seed}", args) >= args.steps:
+        return None
     if state.is_file() and json.loads(state.read_text())["env_steps"] >= args.steps:
         return None
     return [sys.executable, str(Path(__file__)), "--sac-only", "--steps", str(args.steps), "--seeds", str(seed),
@@ -262,7 +276,7 @@ def evaluate_in_process(policy: str, out: Path, args) -> None:
 
 def eval_folder(args) -> str:
     """Where a run's evaluations are cached: ``eval`` (mean actions) or ``eval_sampled``."""
-    return "eval_sampled" if args.sampled else "eval"
+    return EVAL_FOLDERS[args.sampled]
 
 
 def evaluate_run(folder: Path, args) -> dict[int, dict]:
@@ -272,10 +286,67 @@ def evaluate_run(folder: Path, args) -> dict[int, dict]:
 
 
 def run_and_evaluate(name: str, command: list[str] | None, args) -> str:
+    if command is None and kept_budget(name, args) >= args.steps:
+        return f"{name}: done before (kept in {args.keep})"
     line = launch(name, command, args) if command else f"{name}: done before"
     if not STOP.received:
         evaluate_run(args.out / name, args)
+        if args.keep is not None:
+            keep_run(args.out / name, args)
     return line
+
+
+# -- the record of finished runs (--keep) ---------------------------------------------------------
+def kept_budget(name: str, args) -> int:
+    """The env-step budget a run recorded under --keep reached; 0 when it has no record."""
+    record = args.keep / name / "record.json" if args.keep is not None else None
+    return json.loads(record.read_text())["env_steps"] if record is not None and record.is_file() else 0
+
+
+def keep_run(folder: Path, args) -> None:
+    """Record a run that reached the budget under ``<keep>/<run>/``: its evaluations at every mark
+    in both action modes (the missing mode is evaluated first), its config, and its training
+    metrics (:data:`KEPT_METRICS`, 4 significant digits). ``record.json`` is written last: a
+    record without it is incomplete and is rewritten."""
+    reached = max(evaluation_points(folder, args), default=0)
+    if reached < args.steps:
+        return
+    target = args.keep / folder.name
+    for sampled, name in EVAL_FOLDERS.items():
+        for step, result in evaluate_run(folder, argparse.Namespace(**{**vars(args), "sampled": sampled})).items():
+            (target / name / f"step-{step:09d}").mkdir(parents=True, exist_ok=True)
+            (target / name / f"step-{step:09d}" / "results.json").write_text(json.dumps(result, indent=1))
+    if (folder / "config.yaml").is_file():
+        shutil.copy(folder / "config.yaml", target / "config.yaml")
+    if (folder / "metrics.csv").is_file():
+        with open(folder / "metrics.csv") as source, open(target / "metrics.csv", "w", newline="") as kept:
+            writer = csv.writer(kept)
+            writer.writerow(KEPT_METRICS)
+            for row in csv.DictReader(source):
+                writer.writerow([_short(row.get(key, "")) for key in KEPT_METRICS])
+    (target / "record.json").write_text(json.dumps({"env_steps": reached, "marks": marks(args), "set": args.set,
+                                                    "recorded": time.strftime("%Y-%m-%d %H:%M")}, indent=1))
+
+
+def _short(value: str) -> str:
+    """A metrics cell in 4 significant digits (integers and empty cells as they are)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() else f"{number:.4g}"
+
+
+def kept_curves(args) -> dict[str, dict[int, dict]]:
+    """The runs recorded under --keep: run name -> {env steps: {task: result}} in --sampled's mode."""
+    if args.keep is None:
+        return {}
+    curves = {}
+    for record in sorted(args.keep.glob("*-s*/record.json")):
+        points = sorted((record.parent / eval_folder(args)).glob("step-*/results.json"))
+        curves[record.parent.name] = {step_of(p.parent): json.loads(p.read_text()) for p in points
+                                      if step_of(p.parent) in marks(args)}
+    return curves
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -286,11 +357,16 @@ TRAINING_KEYS = {
 }
 
 
-def training_table(out: Path, window: int = 20) -> list[str]:
-    """Where each run stands: training metrics, means over its first and last ``window`` updates."""
+def training_table(folders: list[Path], window: int = 20) -> list[str]:
+    """Where each run stands: training metrics, means over its first and last ``window`` updates
+    (``folders``: where to look for runs, the first holding a run wins)."""
     lines = [f"Training metrics, first -> last {window} updates:", "",
              "| run | " + " | ".join(TRAINING_KEYS.values()) + " |", "|---|" + "---|" * len(TRAINING_KEYS)]
-    for metrics in sorted(out.glob("*-s*/metrics.csv")):
+    found: dict[str, Path] = {}
+    for folder in folders:
+        for metrics in folder.glob("*-s*/metrics.csv"):
+            found.setdefault(metrics.parent.name, metrics)
+    for _, metrics in sorted(found.items()):
         with open(metrics) as f:
             rows = list(csv.DictReader(f))
         if not rows or "bob/success_rate" not in rows[0]:
@@ -345,8 +421,13 @@ def report(args) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = {folder.name: evaluate_run(folder, args) for folder in sorted(args.out.glob("*-s*")) if folder.is_dir()}
-    curves = {name: curve for name, curve in curves.items() if curve}
+    folders = [folder for folder in sorted(args.out.glob("*-s*")) if folder.is_dir()]
+    if args.keep is not None:  # runs trained without --keep are recorded too, once at the budget
+        for folder in folders:
+            keep_run(folder, args)
+    curves = {folder.name: evaluate_run(folder, args) for folder in folders}
+    curves = {name: curve for name, curve in {**kept_curves(args), **curves}.items() if curve}
+    curves = dict(sorted(curves.items()))
     random = evaluate_point(None, args.out / "random", args)
     short = [t.split("/")[-1].removesuffix("-v0") for t in TASKS]
     fig, axes = plt.subplots(1, len(TASKS), figsize=(6 * len(TASKS), 4), sharey=True)
@@ -377,7 +458,7 @@ def report(args) -> None:
               "95 % Wilson interval.", "", "| arm | seeds | " + " | ".join(short) + " |", "|---|---:|" + "---|" * len(TASKS)]
     for arm, runs in by_arm({n: c[args.steps] for n, c in curves.items() if args.steps in c}).items():
         lines.append(f"| {arm} | {len(runs)} | " + " | ".join(arm_summary(list(runs.values()), task) for task in TASKS) + " |")
-    lines += ["", *training_table(args.out)]
+    lines += ["", *training_table([args.out, *[args.keep] * (args.keep is not None)])]
     (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {args.out / stem}.png and {args.out / stem}.md")
@@ -398,6 +479,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "learning", help="folder for the runs")
     parser.add_argument("--set", nargs="*", default=[], help="config overrides for every arm, e.g. experiment=selfplay_push_sac")
     parser.add_argument("--report-only", action="store_true", help="no training: evaluate what is missing, plot")
+    parser.add_argument("--keep", type=Path, default=None, help="record finished runs here (results in both action "
+                        "modes, config, metrics) and report them with the others, e.g. benchmarks/campaign")
     parser.add_argument("--sac-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--evaluate-point", nargs=2, metavar=("POLICY", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
