@@ -10,6 +10,12 @@ from typing import TypeVar
 import numpy as np
 
 
+#: Why a goal of Alice's was invalid: nothing moved (every object within 4 cm and 0.2 rad of its
+#: pose at the start of her turn), an object fell off the table, the objects' final poses make no
+#: reachable goal (overlapping), or the simulation broke.
+INVALID_REASONS = ("unmoved", "off_table", "unreachable", "sim_error")
+
+
 @dataclass
 class GoalResult:
     """What one goal did: for logging what Alice's goals look like and how Bob fares."""
@@ -25,6 +31,7 @@ class GoalResult:
     distance: float = 0.0  # m, the largest object displacement from the turn's start to the goal
     start: np.ndarray | None = None  # (n, 7) object poses at the start of Alice's turn (valid goals)
     goal: np.ndarray | None = None  # (n, 7) the goal's object poses (valid goals)
+    invalid_reason: str | None = None  # invalid goals: one of INVALID_REASONS
 
 
 @dataclass

@@ -257,15 +257,17 @@ class SelfPlayGame(gym.Env):
         info: dict[str, Any] = {"events": []}
         if sim_info["sim_error"] or sim_info["off_table"].any():
             # An object off the table (or a broken simulation) makes the goal invalid: game over.
-            return self._end_invalid(info, sim_info)
+            return self._end_invalid(info, sim_info, "sim_error" if sim_info["sim_error"] else "off_table")
         if self._alice_t < c.alice_steps:
             self._last_obs = self._observe(obs)
             return self._last_obs, 0.0, False, False, info
         # End of Alice's turn: her final object state is the goal.
         goal = self.sim.object_poses()
         moved = ~objects_at_goal(goal, self._turn_start_poses, self.sim.rotation_modes)
-        if not moved.any() or self.sim.goal_problem(goal):  # nothing moved, or no reachable goal (objects overlap)
-            return self._end_invalid(info, sim_info)
+        if not moved.any():
+            return self._end_invalid(info, sim_info, "unmoved")
+        if self.sim.goal_problem(goal):  # no reachable goal (objects overlap)
+            return self._end_invalid(info, sim_info, "unreachable")
         result = self._describe_goal(goal, moved)
         self._alice_state = self.sim.get_state()
         self._goal = goal
@@ -278,8 +280,9 @@ class SelfPlayGame(gym.Env):
         self._pending_result = result
         return self._start_bob_turn(goal), 0.0, False, False, info
 
-    def _end_invalid(self, info: dict, sim_info: dict) -> tuple[dict, float, bool, bool, dict]:
-        result = GoalResult(index=self._goal_index, valid=False)
+    def _end_invalid(self, info: dict, sim_info: dict, reason: str) -> tuple[dict, float, bool, bool, dict]:
+        """Alice's goal ``reason`` (one of :data:`INVALID_REASONS`) is invalid: the game is over."""
+        result = GoalResult(index=self._goal_index, valid=False, invalid_reason=reason)
         info["events"].append(GoalFinished(result))
         if sim_info["sim_error"]:
             info["events"].append(SimulationError(sim_info["sim_error"]))

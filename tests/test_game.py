@@ -38,7 +38,19 @@ def test_alice_who_does_nothing_gives_an_invalid_goal_and_the_game_ends():
         if terminated:
             break
     assert step == game.config.alice_steps - 1  # exactly T steps
-    assert terminated and not event_of(info, GoalFinished).result.valid and sum(rewards) == 0.0
+    result = event_of(info, GoalFinished).result
+    assert terminated and not result.valid and result.invalid_reason == "unmoved" and sum(rewards) == 0.0
+
+
+def test_a_block_alice_drops_off_the_table_ends_the_game_at_once_and_says_why():
+    game = make_game()
+    game.step(HOLD)
+    off = game.sim.object_poses()
+    off[0, :3] = [0.0, 0.0, -0.5]  # below the table top
+    game.sim.set_object_poses(off)
+    _, reward, terminated, _, info = game.step(HOLD)
+    result = event_of(info, GoalFinished).result
+    assert terminated and reward == 0.0 and (result.valid, result.invalid_reason) == (False, "off_table")
 
 
 def test_alice_who_pushes_a_block_gives_a_valid_goal_and_bob_plays_it():

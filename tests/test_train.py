@@ -1,5 +1,6 @@
 """The training entry point end to end: run folder contents, resume, a real kill, bad config."""
 
+import csv
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 from stable_baselines3 import PPO
 
 from selfplay.checkpoint import latest_checkpoint, read_counters
+from selfplay.events import INVALID_REASONS
 from selfplay.training import Trainer
 from tabletop_env import DiscreteActions
 from tests.helpers import ROOT, TINY_ARGS, tiny_config, train_cli
@@ -23,8 +25,12 @@ def test_a_short_run_writes_config_checkpoints_metrics_and_wandb(tmp_path):
     result = train_cli(*TINY, "trainer.total_steps=512", f"hydra.run.dir={run}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run / "config.yaml").exists()
-    header, *rows = (run / "metrics.csv").read_text().splitlines()
-    assert len(rows) == 2 and "bob/success_rate" in header and "abc/demonstrations" in header
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and "bob/success_rate" in rows[0] and "abc/demonstrations" in rows[0]
+    for row in rows:  # every goal is valid or invalid for one reason
+        shares = [float(row["alice/valid_goal_rate"])] + [float(row[f"alice/{r}_rate"]) for r in INVALID_REASONS]
+        assert sum(shares) == pytest.approx(1.0)
     checkpoint = latest_checkpoint(run)
     assert read_counters(checkpoint)["env_steps"] >= 512
     assert list((run / "wandb").glob("offline-run-*")), "no offline wandb run"

@@ -9,6 +9,7 @@ import numpy as np
 
 from selfplay.collector import RolloutStats
 from selfplay.config import Config
+from selfplay.events import INVALID_REASONS
 from selfplay.game import GameConfig
 
 
@@ -35,6 +36,9 @@ def metrics_row(cfg: Config, rules: GameConfig, counters: dict, stats: RolloutSt
         "alice/reward": _mean([rules.alice_reward(g) for g in goals]),
         "alice/valid_goal_rate": len(valid) / len(goals) if goals else float("nan"),
         "alice/outside_rate": _mean([g.outside for g in valid]),
+        # why the others were not valid: shares of all goals, summing to 1 - valid_goal_rate
+        **{f"alice/{reason}_rate": _mean([g.invalid_reason == reason for g in goals]) for reason in INVALID_REASONS},
+        "alice/valid_first_goal_rate": _mean([g.valid for g in goals if g.index == 0]),
         "bob/success_rate": _mean([g.bob_success for g in played]),
         "bob/reward": float(bob_batch["rewards"].mean()) if bob_batch is not None else float("nan"),
         "goals/moved": _mean([g.moved for g in valid]),
