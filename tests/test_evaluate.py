@@ -12,6 +12,7 @@ from selfplay.evaluation import evaluate_task, wilson_interval
 from selfplay.game import BOB
 from selfplay.learning import agent_observation_space, build_learner
 from selfplay.vec_env import make_game
+from tabletop_env import list_tasks, make_task
 from tabletop_env.state import quaternion_multiply
 from tests.helpers import Oracle, idle, tiny_config
 
@@ -113,7 +114,20 @@ def test_bad_input_is_named(args, message, tmp_path):
 def test_incompatible_checkpoint_says_so(tmp_path):
     bob = _bob_zip(tmp_path, **{"env.max_objects": 4, "env.n_objects": 1})
     result = evaluate_cli(f"checkpoint={bob}", "tasks=[Tabletop/Push8-v0]", "trials=1")
-    assert result.returncode == 2 and "object slots" in result.stderr
+    assert result.returncode == 2 and "object slots" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_every_task_means_those_the_bob_has_object_slots_for(tmp_path):
+    """A one-slot Bob evaluated on every holdout runs the one-object tasks and lists the others
+    as not run, with the reason."""
+    bob = _bob_zip(tmp_path, **{"env.max_objects": 1})
+    result = evaluate_cli(f"checkpoint={bob}", "trials=1", "workers=0", f"out={tmp_path / 'eval'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    ran = set(json.loads((tmp_path / "eval" / "results.json").read_text()))
+    one_object = {t for t in list_tasks() if len(make_task(t).objects) == 1}
+    assert ran == one_object and "Tabletop/Push1-v0" in ran
+    report = (tmp_path / "eval" / "results.md").read_text()
+    assert "- Tabletop/Stack2-v0: 2 objects, but this Bob has 1 object slot" in report
 
 
 class PoseRecorder:

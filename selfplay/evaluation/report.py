@@ -29,7 +29,7 @@ def write_report(
 ) -> dict[str, Path]:
     """``results.json``, ``results.md`` (ours next to the paper's) and ``success.png``.
     ``workspace``: the env arguments the tasks ran with (None: :class:`TabletopEnv`'s defaults);
-    ``skipped``: task ids that did not fit the workspace, with the reason."""
+    ``skipped``: task ids not run (too many objects for the Bob, or for the workspace), with the reason."""
     out.mkdir(parents=True, exist_ok=True)
     workspace_text = describe_workspace(workspace)
     (out / "results.json").write_text(
@@ -61,8 +61,7 @@ def write_report(
         "(about 1,900 CPU cores per policy, vision + state); ours are from this machine's budget.",
     ]
     if skipped:
-        lines += ["", "Not run (the objects do not fit this workspace; `workspace=default` runs them): "
-                  + ", ".join(skipped) + "."]
+        lines += ["", "Not run:", *[f"- {task}: {reason}" for task, reason in skipped.items()]]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     _plot(results, out / "success.png", title)
     return {"json": out / "results.json", "md": out / "results.md", "png": out / "success.png"}

@@ -9,7 +9,7 @@ from selfplay.evaluation.parallel import ParallelEvaluator
 from selfplay.evaluation.policy import BobPolicy, load_bob
 from selfplay.evaluation.protocol import TaskResult, resolve_tasks
 from selfplay.evaluation.report import log_to_wandb, save_video, write_report
-from selfplay.evaluation.workspace import describe_workspace, run_workspace, workspace_misfits
+from selfplay.evaluation.workspace import describe_workspace, run_workspace, slot_misfits, workspace_misfits
 from tabletop_env.env import reads_goal_rotation
 
 
@@ -29,14 +29,18 @@ def run_evaluation(cfg) -> list[TaskResult]:
     workspace = run_workspace(path) if cfg.workspace == "run" else None
     # goal features as this Bob reads them (with or without the rotation to the goal)
     workspace = {**(workspace or {}), "goal_rotation": reads_goal_rotation(model.observation_space)}
-    misfits = workspace_misfits(tasks, workspace)
-    if misfits and cfg.tasks:  # asked for by name: say so instead of skipping
+    too_many = slot_misfits(tasks, slots)
+    if too_many and cfg.tasks:  # asked for by name: say so at once instead of skipping
+        raise ValueError(f"{', '.join(too_many)}: {next(iter(too_many.values()))}")
+    misfits = workspace_misfits([t for t in tasks if t not in too_many], workspace)
+    if misfits and cfg.tasks:
         raise ValueError(f"{', '.join(misfits)} cannot be laid out in this run's workspace "
                          f"({describe_workspace(workspace)}): {next(iter(misfits.values()))}; "
                          "evaluate with workspace=default")
-    for task_id, reason in misfits.items():
-        print(f"skipping {task_id}: {reason} (workspace=default runs it)", file=sys.stderr)
-    tasks = [t for t in tasks if t not in misfits]
+    misfits = {t: f"{reason} (workspace=default runs it)" for t, reason in misfits.items()}
+    for task_id, reason in {**too_many, **misfits}.items():
+        print(f"skipping {task_id}: {reason}", file=sys.stderr)
+    tasks = [t for t in tasks if t not in too_many and t not in misfits]
     out = Path(cfg.out) if cfg.out else (Path(cfg.run) / "eval" if cfg.run else path.parent / "eval")
     results, videos = [], {}
     with tqdm(total=len(tasks) * cfg.trials, desc="zero-shot eval", unit="trial", disable=not cfg.progress) as bar, \
@@ -49,7 +53,7 @@ def run_evaluation(cfg) -> list[TaskResult]:
             results.append(result)
             if frames:
                 videos[task_id] = save_video(frames, out / "videos" / f"{task_id.split('/')[-1]}.mp4")
-    files = write_report(results, out, title=str(path), workspace=workspace, skipped=misfits)
+    files = write_report(results, out, title=str(path), workspace=workspace, skipped={**too_many, **misfits})
     if cfg.run:
         log_to_wandb(Path(cfg.run), results, files, videos)
     print((out / "results.md").read_text())

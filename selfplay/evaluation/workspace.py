@@ -30,6 +30,13 @@ def workspace_misfits(task_ids: Sequence[str], workspace: dict | None, max_objec
     return {t: reason for t, reason in reasons.items() if reason is not None}
 
 
+def slot_misfits(task_ids: Sequence[str], slots: int) -> dict[str, str]:
+    """Task ids with more objects than a Bob's ``slots`` (object inputs), with the reason."""
+    counts = {t: len(make_task(t).objects) for t in task_ids}
+    return {t: f"{n} objects, but this Bob has {slots} object slot{'s' * (slots != 1)} (train with env.max_objects >= {n})"
+            for t, n in counts.items() if n > slots}
+
+
 def run_workspace(checkpoint_path: Path) -> dict | None:
     """The workspace (``EnvConfig.workspace``) of the run a Bob zip belongs to, read from the run
     folder's ``config.yaml`` (``<run>/checkpoints/<step>/bob.zip``) or from a ``config.yaml``
