@@ -103,8 +103,6 @@ def run_steps(folder: Path) -> int:
 def selfplay_command(arm: str, seed: int, args) -> list[str] | None:
     """The training command of a self-play arm's run: fresh, a resume, or None when it is done."""
     folder = args.out / f"{arm}-s{seed}"
-    if kept_budget(f"{arm}-s{seed}", args) >= args.steps:
-        return None
     budget = [f"trainer.total_steps={args.steps}", "trainer.time_limit_minutes=0"]
     if (folder / "config.yaml").is_file():
         if run_steps(folder) >= args.steps:
@@ -117,8 +115,6 @@ def selfplay_command(arm: str, seed: int, args) -> list[str] | None:
 
 def sac_command(seed: int, args) -> list[str] | None:
     state = args.out / f"sac_her-s{seed}" / "latest" / "state.json"
-    if kept_budget(f"sac_her-s{seed}", args) >= args.steps:
-        return None
     if state.is_file() and json.loads(state.read_text())["env_steps"] >= args.steps:
         return None
     return [sys.executable, str(Path(__file__)), "--sac-only", "--steps", str(args.steps), "--seeds", str(seed),
@@ -286,7 +282,7 @@ def evaluate_run(folder: Path, args) -> dict[int, dict]:
 
 
 def run_and_evaluate(name: str, command: list[str] | None, args) -> str:
-    if command is None and kept_budget(name, args) >= args.steps:
+    if kept_budget(name, args) >= args.steps:  # recorded by an earlier session: nothing to train or evaluate
         return f"{name}: done before (kept in {args.keep})"
     line = launch(name, command, args) if command else f"{name}: done before"
     if not STOP.received:
@@ -309,7 +305,7 @@ def keep_run(folder: Path, args) -> None:
     metrics (:data:`KEPT_METRICS`, 4 significant digits). ``record.json`` is written last: a
     record without it is incomplete and is rewritten."""
     reached = max(evaluation_points(folder, args), default=0)
-    if reached < args.steps:
+    if reached < args.steps or kept_budget(folder.name, args) >= reached:  # not there yet, or recorded
         return
     target = args.keep / folder.name
     for sampled, name in EVAL_FOLDERS.items():
