@@ -14,7 +14,8 @@ Rungs (targets on 2 cores):
 1. **Bob alone near** (``experiment=ladder_bob_near_sac``): push goals 4-8 cm from the block,
    position-only success: >= 60 % training success within 20 minutes. Run with the off-policy
    Bob, which meets it (``ladder_bob_near`` is the same rung with the PPO Bob, which does not).
-2. **Alice alone** (``experiment=ladder_alice``): valid-goal rate >= 90 % within 10 minutes.
+2. **Alice alone** (``experiment=ladder_alice``): valid-goal rate >= 90 % within 10 minutes, on
+   the recipe's half-speed arm, her games in two processes (both cores).
 3. **The full game** (``experiment=selfplay_push_sac``, the self-play recipe): Bob's success on
    Alice's goals >= 30 % within 60 minutes, and Alice's goals harder at the end than at the start
    (displacement, lifts). The recipe's budget (1.9 M env steps) ends before the hour on this
