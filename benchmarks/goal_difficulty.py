@@ -1,0 +1,114 @@
+"""Are Alice's late goals harder than her early ones? One fixed Bob judges both.
+
+Rung 3 of the learning ladder asks that Alice's goals be harder at the end of a run than at its
+start. The block's travel and lifts (``goals.csv``) are proxies; this script measures difficulty
+directly: it draws goals from the first and from the last tenth of a run's ``goals.csv`` (by
+order of proposal), plays each from its own start with one Bob checkpoint (the block at its
+recorded start position with a random yaw, the arm at home, success by position alone, as the
+one-object games record only positions) and compares his success on the two sets (two-proportion
+z-test). A mid-run checkpoint is the sensitive judge: a final Bob solves nearly everything.
+
+    python benchmarks/goal_difficulty.py runs/campaign/selfplay_no_abc-s0 \
+        --bob runs/campaign/selfplay_no_abc-s0/checkpoints/step-000604160/bob.zip --goals 150
+
+Results: benchmarks/RESULTS.md, "Eleventh session".
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def read_goals(run: Path) -> list[dict[str, float]]:
+    """The run's ``goals.csv`` rows (one per object and goal) as floats, in order of proposal."""
+    with open(run / "goals.csv") as f:
+        return [{k: float(v) if v else math.nan for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def play(env, bob, goal: dict[str, float], rng: np.random.Generator, steps: int) -> bool | None:
+    """Bob's success on one recorded goal (start and goal positions, m) within ``steps``; None when
+    the block, placed at its start, lands in the arm and the simulation breaks (skipped)."""
+    env.reset(seed=int(rng.integers(1 << 30)))
+    half_yaw = rng.uniform(-np.pi, np.pi) / 2
+    quaternion = [0.0, 0.0, math.sin(half_yaw), math.cos(half_yaw)]
+    env.set_object_poses(np.array([[goal["start_x"], goal["start_y"], goal["start_z"], *quaternion]]))
+    env.settle()
+    env.set_goal(np.array([[goal["goal_x"], goal["goal_y"], goal["goal_z"], *quaternion]]))
+    observation = env.refresh()
+    try:
+        for _ in range(steps):
+            observation, _, _, _, info = env.step(bob(observation))
+            if info["is_success"]:
+                return True
+    except RuntimeError:  # the episode ended with a simulator error
+        return None
+    return False
+
+
+def two_proportion_z(a: np.ndarray, b: np.ndarray) -> float:
+    """z of the difference between two success rates (pooled standard error)."""
+    pooled = (a.sum() + b.sum()) / (len(a) + len(b))
+    se = math.sqrt(pooled * (1 - pooled) * (1 / len(a) + 1 / len(b)))
+    return float((a.mean() - b.mean()) / se) if se > 0 else 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a self-play run folder (config.yaml, goals.csv)")
+    parser.add_argument("--bob", type=Path, default=None, help="the judging Bob's zip; default: the run's latest")
+    parser.add_argument("--goals", type=int, default=150, help="goals drawn from each tenth")
+    parser.add_argument("--steps", type=int, default=200, help="Bob's steps per goal (Push1's timeout)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import torch as th
+    from omegaconf import OmegaConf
+
+    from selfplay.config import compose
+    from selfplay.evaluation.policy import BobPolicy, load_bob
+    from tabletop_env import TabletopEnv
+
+    th.set_num_threads(1)
+    base = compose("config")
+    OmegaConf.set_struct(base, False)  # the saved free-form sections (env.control) hold their own keys
+    cfg = OmegaConf.to_object(OmegaConf.merge(base, OmegaConf.load(args.run / "config.yaml")))
+    if cfg.env.n_objects != 1:
+        raise SystemExit(f"{args.run}: goal_difficulty plays one-object games only (this run has {cfg.env.n_objects})")
+    model, path = load_bob(None if args.bob else str(args.run), str(args.bob) if args.bob else None)
+    bob = BobPolicy(model, deterministic=True)
+    env = TabletopEnv(max_objects=cfg.env.max_objects, ignore_rotation=True, **cfg.env.workspace())
+    goals = read_goals(args.run)
+    tenth = len(goals) // 10
+    if tenth < args.goals:
+        raise SystemExit(f"{args.run}: a tenth of goals.csv has {tenth} rows, fewer than --goals {args.goals}")
+    rng = np.random.default_rng(args.seed)
+    results = {}
+    for name, part in (("first tenth", goals[:tenth]), ("last tenth", goals[-tenth:])):
+        picked = [part[i] for i in np.random.default_rng(args.seed + 1).choice(len(part), args.goals, replace=False)]
+        outcomes = [play(env, bob, goal, rng, args.steps) for goal in picked]
+        results[name] = (np.array([o for o in outcomes if o is not None], dtype=float), picked, outcomes.count(None))
+    env.close()
+    print(f"{args.run}, judged by {path} (position only, {args.steps} steps, mean action):\n")
+    print("| goals | Bob's success | goals played (skipped) | block travel (cm) |")
+    print("|---|---:|---:|---:|")
+    for name, (success, picked, skipped) in results.items():
+        travel = 100 * np.mean([g["travel"] for g in picked])
+        print(f"| {name} | {success.mean():.3f} | {len(success)} ({skipped}) | {travel:.1f} |")
+    first, last = results["first tenth"][0], results["last tenth"][0]
+    z = two_proportion_z(first, last)
+    p = math.erfc(z / math.sqrt(2)) / 2  # one-sided: later goals harder
+    print(f"\nz = {z:.2f} (one-sided p = {p:.3f}): the late goals are {'harder' if p < 0.05 else 'not measurably harder'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
