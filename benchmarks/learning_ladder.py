@@ -20,9 +20,10 @@ Rungs (targets on 2 cores):
    Alice's goals >= 30 % within 60 minutes, and Alice's goals harder at the end than at the start
    (displacement, lifts). The recipe's budget (1.9 M env steps) ends before the hour on this
    machine; its Bob counts success by position alone for the first 750,000 env steps, so the rung's
-   number, the last tenth of the run, is under the full rule. Whether her late goals are harder for one fixed
-   Bob than her early ones: ``benchmarks/goal_difficulty.py <run folder>``. ``ladder_full_sac`` is the plain full
-   game with the off-policy Bob (no curricula, full-speed arm), ``ladder_full`` with the PPO Bob.
+   number, the last tenth of the run, is under the full rule. Whether her late goals are harder
+   for one fixed Bob than her early ones: ``benchmarks/goal_difficulty.py <run folder>``.
+   ``ladder_full_sac`` is the plain full game with the off-policy Bob (no curricula, full-speed
+   arm), ``ladder_full`` with the PPO Bob.
 
 Rungs 1-3 are ordinary ``python -m selfplay.train`` runs (their run folders under ``--out``);
 ``--set key=value`` adds hydra overrides to all of them, which is how a lever is tried. A rung's
