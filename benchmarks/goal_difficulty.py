@@ -71,21 +71,18 @@ def main() -> int:
     args = parser.parse_args()
 
     import torch as th
-    from omegaconf import OmegaConf
 
-    from selfplay.config import compose
     from selfplay.evaluation.policy import BobPolicy, load_bob
+    from selfplay.evaluation.workspace import saved_env_config
     from tabletop_env import TabletopEnv
 
     th.set_num_threads(1)
-    base = compose("config")
-    OmegaConf.set_struct(base, False)  # the saved free-form sections (env.control) hold their own keys
-    cfg = OmegaConf.to_object(OmegaConf.merge(base, OmegaConf.load(args.run / "config.yaml")))
-    if cfg.env.n_objects != 1:
-        raise SystemExit(f"{args.run}: goal_difficulty plays one-object games only (this run has {cfg.env.n_objects})")
+    env_config = saved_env_config(args.run)
+    if env_config.n_objects != 1:
+        raise SystemExit(f"{args.run}: goal_difficulty plays one-object games only (this run has {env_config.n_objects})")
     model, path = load_bob(None if args.bob else str(args.run), str(args.bob) if args.bob else None)
     bob = BobPolicy(model, deterministic=True)
-    env = TabletopEnv(max_objects=cfg.env.max_objects, ignore_rotation=True, **cfg.env.workspace())
+    env = TabletopEnv(max_objects=env_config.max_objects, ignore_rotation=True, **env_config.workspace())
     goals = read_goals(args.run)
     tenth = len(goals) // 10
     if tenth < args.goals:

@@ -37,25 +37,29 @@ def slot_misfits(task_ids: Sequence[str], slots: int) -> dict[str, str]:
             for t, n in counts.items() if n > slots}
 
 
-def run_workspace(checkpoint_path: Path) -> dict | None:
-    """The workspace (``EnvConfig.workspace``) of the run a Bob zip belongs to, read from the run
-    folder's ``config.yaml`` (``<run>/checkpoints/<step>/bob.zip``) or from a ``config.yaml``
-    beside the zip (a shipped model, ``models/<name>/``); None for a loose zip."""
+def saved_env_config(run: Path):
+    """The ``EnvConfig`` a run folder's ``config.yaml`` holds (also a shipped model's folder),
+    with today's defaults under the saved keys: a run saved before a key existed has its default;
+    physics / control hold only the run's overrides (keys the defaults do not list)."""
     from omegaconf import OmegaConf
 
     from selfplay.config import compose
 
+    saved = OmegaConf.load(run / "config.yaml").get("env", {})
+    defaults = compose("config").env
+    for free in ("physics", "control"):
+        OmegaConf.set_struct(defaults[free], False)
+    return OmegaConf.to_object(OmegaConf.merge(defaults, saved))
+
+
+def run_workspace(checkpoint_path: Path) -> dict | None:
+    """The workspace (``EnvConfig.workspace``) of the run a Bob zip belongs to, read from the run
+    folder's ``config.yaml`` (``<run>/checkpoints/<step>/bob.zip``) or from a ``config.yaml``
+    beside the zip (a shipped model, ``models/<name>/``); None for a loose zip."""
     beside = checkpoint_path.resolve().parent
     for folder in checkpoint_path.resolve().parents[:3]:
         if (folder / "config.yaml").is_file() and ((folder / "checkpoints").is_dir() or folder == beside):
-            saved = OmegaConf.load(folder / "config.yaml").get("env", {})
-            # today's defaults under the saved keys: a run saved before a key existed has its default;
-            # physics / control hold only the run's overrides (keys the defaults do not list)
-            defaults = compose("config").env
-            for free in ("physics", "control"):
-                OmegaConf.set_struct(defaults[free], False)
-            env = OmegaConf.to_object(OmegaConf.merge(defaults, saved))
-            return env.workspace()
+            return saved_env_config(folder).workspace()
     return None
 
 
