@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from selfplay.events import AliceTurn, BobTurnEnded, Demonstration, GoalFinished, GoalResult, SimulationError
+from selfplay.events import AliceTurn, BobTurnEnded, Demonstration, GameOver, GoalFinished, GoalResult, SimulationError
 from selfplay.game import ALICE, BOB, STRUCTURED_KEYS
 from selfplay.learning.sac import continuous_actions, is_continuous
 from selfplay.opponents import OpponentPool
@@ -67,6 +67,7 @@ class RolloutStats:
     snapshot_games: int = 0
     sim_errors: int = 0
     lost_games: int = 0  # games dropped half-played because their worker died
+    out_of_reach_games: int = 0  # games ended early: every object beyond the arm's reach (game.end_out_of_reach)
 
 
 class Collector:
@@ -201,6 +202,8 @@ class Collector:
                 self._close_stream(game, BOB)
             elif isinstance(event, SimulationError):
                 stats.sim_errors += 1
+            elif isinstance(event, GameOver) and event.out_of_reach:
+                stats.out_of_reach_games += 1
         if done:
             stats.games += 1
             stats.snapshot_games += any(s is not None for s in self.opponents[game])

@@ -77,6 +77,7 @@ class GameSchema:
     success_hold_steps: int = MISSING  # steps all objects must stay at the goal
     alice_start: str = MISSING  # Alice's turns start from her last state (continue), later ones with the arm back home (home), or every one with the tool next to an object (near_object)
     alice_start_distance: list[float] = MISSING  # [min, max] m: with alice_start=near_object, the tool starts this far (horizontally) from the object's centre
+    end_out_of_reach: bool = MISSING  # the game ends after a goal that leaves every object beyond the arm's reach (no later turn could move one)
     position_only: bool = MISSING  # success (and "moved") by position alone; the holdouts compare rotation too
     position_first_steps: int = MISSING  # a curriculum: position_only for the first this many env steps of training, then the full rule; 0: off
     rotation_tolerance_from: float | None = MISSING  # a curriculum after position_first_steps: Bob's rotation tolerance (rad) starts here and narrows linearly to the holdouts' 0.2; null: 0.2 throughout

@@ -98,6 +98,9 @@ class GameOver:
     """The game ended: every goal's result, in order."""
 
     results: list[GoalResult] = field(default_factory=list)
+    # ended before its last goal because Alice's last goal left every object beyond the arm's
+    # reach (game.end_out_of_reach)
+    out_of_reach: bool = False
 
 
 Event = GoalProposed | GoalFinished | Demonstration | BobTurnEnded | SimulationError | GameOver

@@ -67,6 +67,10 @@ class GameConfig:
     # starts from the very state Alice's turn started from (the paper's shared s0).
     alice_start: str
     alice_start_distance: tuple[float, float]
+    # The game ends after a goal that leaves every object beyond the arm's reach (its centre
+    # outside the tool's x/y workspace): no later turn could move one. Off: play on (the paper),
+    # and the next goal is invalid ("unmoved").
+    end_out_of_reach: bool
     position_only: bool  # success and "moved" by position alone (rotation ignored)
     # Hindsight cloning: a turn Bob failed but in which he moved an object becomes a
     # demonstration too, relabelled with the poses he reached ("final"); or each window of
@@ -407,12 +411,20 @@ class SelfPlayGame(gym.Env):
         self._goal_index += 1
         alice_proposes = self.teacher.alice_proposes
         over = self._goal_index >= self.config.max_goals or (not alice_proposes and self._bob_out)
-        if over:
-            info["events"].append(GameOver(self._results))
+        out_of_reach = not over and alice_proposes and self.config.end_out_of_reach and not self._within_reach(self._goal).any()
+        if over or out_of_reach:
+            info["events"].append(GameOver(self._results, out_of_reach=out_of_reach))
             return self._observe(self.sim.refresh()), reward, True, False, info
         if not alice_proposes:
             return self._start_bob_turn(self.teacher.sample_goal(self.sim, self._rng)), reward, False, False, info
         return self._start_alice_turn(), reward, False, False, info
+
+    def _within_reach(self, poses: np.ndarray) -> np.ndarray:
+        """(n,) bool: which objects of ``poses`` (n, 7) have their centre inside the tool's x/y
+        workspace, where the tool can touch them."""
+        control = self.sim.robot.control
+        xy = poses[:, :2]
+        return np.all((xy >= control.workspace_low[:2]) & (xy <= control.workspace_high[:2]), axis=1)
 
     def _observe(self, obs: dict) -> dict:
         obs = dict(obs)

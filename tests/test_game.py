@@ -141,6 +141,33 @@ def test_goal_outside_the_placement_area_is_valid_but_penalised(bob_succeeds, ex
     assert event_of(info, GoalFinished).alice_reward == expected
 
 
+@pytest.mark.parametrize("end_out_of_reach", [True, False])
+def test_a_goal_that_leaves_the_block_beyond_reach_ends_the_game_after_bob_plays_it(end_out_of_reach):
+    """No later turn could move a block the tool cannot touch (game.end_out_of_reach); off, the
+    game plays on (the paper) and the next goal is invalid, since nothing can move."""
+    game = make_game(max_goals=3, end_out_of_reach=end_out_of_reach, alice_start="near_object")
+    for _ in range(game.config.alice_steps - 1):
+        game.step(HOLD)
+    beyond = game.sim.object_poses()
+    beyond[0, :2] = [0.0, 0.44]  # on the table (|y| < 0.5), past the tool's reach (|y| <= 0.38)
+    game.sim.set_object_poses(beyond)
+    _, _, terminated, _, info = game.step(HOLD)
+    assert not terminated and event_of(info, GoalProposed) and game._pending_result.outside
+    for _ in range(game.bob_timeout):
+        _, _, terminated, _, info = game.step(HOLD)
+        if event_of(info, GoalFinished):
+            break
+    result = event_of(info, GoalFinished).result
+    assert result.valid and result.bob_success is False and event_of(info, GoalFinished).alice_reward == 1.0 - 3.0 + 5.0
+    if end_out_of_reach:
+        assert terminated and event_of(info, GameOver).out_of_reach and len(event_of(info, GameOver).results) == 1
+        return
+    assert not terminated and game.phase == ALICE  # plays on, and nothing can move the block
+    obs, reward, terminated, info = play_alice(game, push_actions(game))
+    assert terminated and event_of(info, GoalFinished).result.invalid_reason == "unmoved"
+    assert not event_of(info, GameOver).out_of_reach
+
+
 def test_single_goal_games_end_after_one_goal():
     game = make_game(max_goals=1)
     play_alice(game, push_actions(game))

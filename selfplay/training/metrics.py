@@ -52,6 +52,7 @@ def metrics_row(cfg: Config, rules: GameConfig, counters: dict, stats: RolloutSt
         "game/games": stats.games,
         "game/snapshot_games": stats.snapshot_games,
         "game/sim_errors": stats.sim_errors,
+        "game/out_of_reach_games": stats.out_of_reach_games,  # ended early: nothing left within reach
         "game/lost_games": stats.lost_games,  # dropped half-played: their Ray worker died
         "game/worker_restarts": restarts,  # Ray workers replaced so far in this process
         "time/sps": sum(stats.steps) / max(collect_s + update_s, 1e-9),
