@@ -21,7 +21,8 @@ Rungs (targets on 2 cores):
    (displacement, lifts). The recipe's budget (1.9 M env steps) ends before the hour on this
    machine; its Bob counts success by position alone for the first 750,000 env steps, so the rung's
    number, the last tenth of the run, is under the full rule. Whether her late goals are harder
-   for one fixed Bob than her early ones: ``benchmarks/goal_difficulty.py <run folder>``.
+   for one fixed Bob than her early ones: ``benchmarks/goal_difficulty.py <run folder> --bob
+   <run folder>/checkpoints/step-000604160/bob.zip`` (the rung keeps that checkpoint).
    ``ladder_full_sac`` is the plain full game with the off-policy Bob (no curricula, full-speed
    arm), ``ladder_full`` with the PPO Bob.
 
@@ -56,13 +57,16 @@ class Rung:
     minutes: float
     what: str
     extra: tuple[str, ...] = ()  # further columns reported at start and end
+    settings: tuple[str, ...] = ()  # overrides the rung always passes (before --set's)
 
 
 RUNGS = {
     1: Rung(1, "ladder_bob_near_sac", "bob/success_rate", 0.60, 20, "Bob alone, push goals 4-8 cm, position only"),
     2: Rung(2, "ladder_alice", "alice/valid_goal_rate", 0.90, 10, "Alice alone moves the block"),
     3: Rung(3, "selfplay_push_sac", "bob/success_rate", 0.30, 60, "the full game",
-            ("goals/distance", "goals/lifted", "alice/valid_goal_rate", "abc/demonstrations")),
+            ("goals/distance", "goals/lifted", "alice/valid_goal_rate", "abc/demonstrations"),
+            # Bob at 604,160 env steps is kept for good: the fixed judge of goal_difficulty.py
+            ("trainer.keep_steps=[604160]",)),
 }
 
 
@@ -112,7 +116,7 @@ def summarise(rung: Rung, run_dir: Path, command: str = "") -> RungResult:
 def run_rung(rung: Rung, out: Path, seed: int, overrides: list[str]) -> RungResult:
     run_dir = out / f"rung{rung.number}"
     args = [f"experiment={rung.experiment}", f"seed={seed}", f"hydra.run.dir={run_dir}", "logger.wandb.mode=disabled",
-            "logger.progress=lines", *overrides]
+            "logger.progress=lines", *rung.settings, *overrides]
     command = "python -m selfplay.train " + " ".join(args)
     print(f"rung {rung.number}: {command}", file=sys.stderr, flush=True)
     log = out / f"rung{rung.number}.log"
