@@ -7,7 +7,7 @@ env steps for four arms at the same budget and seeds, every point with the full 
 
 Arms (each a run folder ``<arm>-s<seed>`` under --out), all on the config that --set composes
 (same workspace, arm, budget and seeds):
-  selfplay_abc     self-play with ABC (abc.enabled=true)
+  selfplay_abc     self-play with ABC (abc.enabled=true, abc.beta=0.05)
   uniform          teacher=uniform: Bob alone on hand-designed random goals, no Alice
   selfplay_no_abc  self-play without ABC (abc.enabled=false)
   sac_her          what a user would pick instead: SB3 SAC + HER trained directly on
@@ -56,7 +56,8 @@ from selfplay.config import compose_config as compose
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ["Tabletop/Push1-v0", "Tabletop/PickAndPlace1-v0"]
 SELFPLAY_ARMS = {
-    "selfplay_abc": ["abc.enabled=true"],
+    # beta 0.05: at 0.5 cloning cost Push1 (benchmarks/RESULTS.md, "Twelfth session")
+    "selfplay_abc": ["abc.enabled=true", "abc.beta=0.05"],
     "uniform": ["teacher=uniform"],
     "selfplay_no_abc": ["abc.enabled=false"],
 }
