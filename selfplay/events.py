@@ -29,6 +29,7 @@ class GoalResult:
     lifted: int = 0  # objects whose goal is above the table (not resting)
     stacked: int = 0  # objects resting on another object
     distance: float = 0.0  # m, the largest object displacement from the turn's start to the goal
+    turns: np.ndarray | None = None  # (n,) rad: each object's rotation from the turn's start to the goal, modulo its symmetry (valid goals)
     start: np.ndarray | None = None  # (n, 7) object poses at the start of Alice's turn (valid goals)
     goal: np.ndarray | None = None  # (n, 7) the goal's object poses (valid goals)
     invalid_reason: str | None = None  # invalid goals: one of INVALID_REASONS

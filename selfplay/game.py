@@ -26,7 +26,7 @@ from selfplay.teachers import make_teacher
 from tabletop_env import TabletopEnv
 from tabletop_env.env import STRUCTURED_KEYS  # the observation keys the agents' networks read
 from tabletop_env.objects import blocks
-from tabletop_env.state import objects_at_goal
+from tabletop_env.state import objects_at_goal, rotation_error
 from tabletop_env.wrappers import DEFAULT_BINS, bin_values, discrete_action_space, nearest_bins
 
 ALICE, BOB = 0, 1
@@ -311,6 +311,7 @@ class SelfPlayGame(gym.Env):
             lifted=int((raised & ~stacked).sum()),
             stacked=int(stacked.sum()),
             distance=float(np.linalg.norm(goal[:, :3] - self._turn_start_poses[:, :3], axis=1).max()),
+            turns=rotation_error(self._turn_start_poses[:, 3:7], goal[:, 3:7], self.sim.rotation_modes),
             start=self._turn_start_poses.copy(),
             goal=goal.copy(),
         )

@@ -16,12 +16,14 @@ def test_goal_rows_are_one_per_object_of_each_valid_goal():
     start = np.array([[0.0, 0.0, 0.025, 0, 0, 0, 1], [0.1, 0.0, 0.025, 0, 0, 0, 1]])
     goal = start.copy()
     goal[0, :3] = [0.03, 0.04, 0.125]  # 5 cm across, 10 cm up
-    goals = [GoalResult(index=0, valid=True, moved=1, lifted=1, bob_success=False, start=start, goal=goal),
+    goals = [GoalResult(index=0, valid=True, moved=1, lifted=1, bob_success=False, start=start, goal=goal,
+                        turns=np.array([0.0, 0.5])),
              GoalResult(index=1, valid=False)]
     rows = goal_rows(goals, env_steps=100, updates=2)
     assert [r["object"] for r in rows] == [0, 1]
     assert np.isclose(rows[0]["travel"], np.sqrt(0.03**2 + 0.04**2 + 0.1**2)) and np.isclose(rows[0]["rise"], 0.1)
     assert rows[1]["travel"] == 0.0 and rows[0]["bob_success"] == 0 and rows[0]["updates"] == 2
+    assert [r["turn"] for r in rows] == [0.0, 0.5]
 
 
 def test_a_self_play_run_logs_alice_goals_and_reports_them(tmp_path):
@@ -30,6 +32,7 @@ def test_a_self_play_run_logs_alice_goals_and_reports_them(tmp_path):
     goals = read_goals(tmp_path / GOALS_FILE)
     assert len(goals["env_steps"]) >= 1
     assert (goals["travel"] > 0.0).any() and (goals["env_steps"] <= 1024).all()
+    assert np.all((goals["turn"] >= 0.0) & (goals["turn"] <= np.pi))
     # the table covers every valid goal once
     table = phase_table(goals)
     assert sum(int(row[1]) for row in table) == int((goals["object"] == 0).sum())

@@ -168,6 +168,23 @@ def test_a_goal_that_leaves_the_block_beyond_reach_ends_the_game_after_bob_plays
     assert not event_of(info, GameOver).out_of_reach
 
 
+def test_a_goal_reports_how_far_each_object_turned_modulo_its_symmetry():
+    """goals.csv's ``turn``: what the success rule would have to undo, so a quarter turn of a
+    cube is no turn at all."""
+    game = make_game(max_goals=2)
+    for _ in range(game.config.alice_steps - 1):
+        game.step(HOLD)
+    turned = game.sim.object_poses()
+    turned[0, :2] += 0.06  # moved, so the goal is valid
+    turned[0, 3:7] = [0, 0, np.sin(0.25), np.cos(0.25)]  # 0.5 rad about z from the start's identity
+    game._turn_start_poses[0, 3:7] = [0, 0, 0, 1]
+    game.sim.set_object_poses(turned)
+    game.step(HOLD)
+    assert np.isclose(game._pending_result.turns[0], 0.5, atol=0.02)
+    game._turn_start_poses[0, 3:7] = [0, 0, np.sin(0.25 + np.pi / 4), np.cos(0.25 + np.pi / 4)]  # a quarter turn from the goal
+    assert np.isclose(game._describe_goal(turned, np.array([True])).turns[0], 0.0, atol=1e-6)
+
+
 def test_single_goal_games_end_after_one_goal():
     game = make_game(max_goals=1)
     play_alice(game, push_actions(game))

@@ -3,7 +3,8 @@ run folder, and a report over training (a table and a picture, also logged to wa
 of a run). ``python -m selfplay.alice_goals run=<run folder>`` writes the report of any run.
 
 A row of ``goals.csv`` is one object of one valid goal: where the object was when Alice's turn
-started and where she left it (m), how far it travelled and rose (m), and the goal's counts
+started and where she left it (m), how far it travelled and rose (m), how far it turned (rad,
+modulo its symmetry, as the success rule compares orientations), and the goal's counts
 (objects moved, lifted, stacked), whether an object ended outside the placement area, and
 whether Bob then reached the goal (empty when he did not play it).
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from selfplay.events import GoalResult
+from tabletop_env.state import ROTATION_TOLERANCE
 
 GOALS_FILE = "goals.csv"
 REPORT_TABLE = "alice_goals.md"
@@ -25,7 +27,7 @@ PHASES = 5  # the report splits training into this many equal spans of env steps
 
 #: The report's columns, per phase of training.
 COLUMNS = ("env steps", "goals", "objects moved / goal", "lifted / goal", "stacked / goal", "travel cm (mean)",
-           "travel cm (90th pct)", "outside area", "Bob solved")
+           "travel cm (90th pct)", "turned > 0.2 rad", "outside area", "Bob solved")
 
 
 def goal_rows(goals: Iterable[GoalResult], env_steps: int, updates: int) -> list[dict]:
@@ -40,6 +42,7 @@ def goal_rows(goals: Iterable[GoalResult], env_steps: int, updates: int) -> list
                 "start_x": start[0], "start_y": start[1], "start_z": start[2],
                 "goal_x": end[0], "goal_y": end[1], "goal_z": end[2],
                 "travel": float(np.linalg.norm(end[:3] - start[:3])), "rise": float(end[2] - start[2]),
+                "turn": float(g.turns[i]) if g.turns is not None else float("nan"),
                 "moved": g.moved, "lifted": g.lifted, "stacked": g.stacked, "outside": int(g.outside),
                 "bob_success": "" if g.bob_success is None else int(g.bob_success),
             })
@@ -72,6 +75,7 @@ def phase_table(goals: dict[str, np.ndarray], phases: int = PHASES) -> list[list
             f"{int(lo):,}-{int(hi):,}", f"{int(per_goal.sum())}",
             f"{goals['moved'][per_goal].mean():.2f}", f"{goals['lifted'][per_goal].mean():.3f}",
             f"{goals['stacked'][per_goal].mean():.3f}", f"{travel.mean():.1f}", f"{np.percentile(travel, 90):.1f}",
+            f"{(goals['turn'][span] > ROTATION_TOLERANCE).mean():.2f}" if "turn" in goals else "-",  # older goals.csv: no turns
             f"{goals['outside'][per_goal].mean():.2f}",
             f"{np.nanmean(solved):.2f}" if np.isfinite(solved).any() else "-",
         ])

@@ -45,6 +45,7 @@ def metrics_row(cfg: Config, rules: GameConfig, counters: dict, stats: RolloutSt
         "goals/lifted": _mean([g.lifted for g in valid]),
         "goals/stacked": _mean([g.stacked for g in valid]),
         "goals/distance": _mean([g.distance for g in valid]),  # m
+        "goals/turn": _mean([float(g.turns.max()) for g in valid if g.turns is not None]),  # rad, the most-turned object
         "abc/demonstrations": stats.demonstrations,
         "abc/demonstration_steps": stats.demonstration_steps,
         "abc/hindsight_demonstrations": stats.hindsight_demonstrations,
