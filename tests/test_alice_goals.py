@@ -24,6 +24,7 @@ def test_goal_rows_are_one_per_object_of_each_valid_goal():
     assert np.isclose(rows[0]["travel"], np.sqrt(0.03**2 + 0.04**2 + 0.1**2)) and np.isclose(rows[0]["rise"], 0.1)
     assert rows[1]["travel"] == 0.0 and rows[0]["bob_success"] == 0 and rows[0]["updates"] == 2
     assert [r["turn"] for r in rows] == [0.0, 0.5]
+    assert [rows[0][f"goal_q{axis}"] for axis in "xyzw"] == [0, 0, 0, 1] and rows[1]["start_qw"] == 1
 
 
 def test_a_self_play_run_logs_alice_goals_and_reports_them(tmp_path):

@@ -3,7 +3,8 @@ run folder, and a report over training (a table and a picture, also logged to wa
 of a run). ``python -m selfplay.alice_goals run=<run folder>`` writes the report of any run.
 
 A row of ``goals.csv`` is one object of one valid goal: where the object was when Alice's turn
-started and where she left it (m), how far it travelled and rose (m), how far it turned (rad,
+started and where she left it (m, and its orientation as a quaternion xyzw), how far it
+travelled and rose (m), how far it turned (rad,
 modulo its symmetry, as the success rule compares orientations), and the goal's counts
 (objects moved, lifted, stacked), whether an object ended outside the placement area, and
 whether Bob then reached the goal (empty when he did not play it).
@@ -41,6 +42,8 @@ def goal_rows(goals: Iterable[GoalResult], env_steps: int, updates: int) -> list
                 "env_steps": env_steps, "updates": updates, "goal_index": g.index, "object": i,
                 "start_x": start[0], "start_y": start[1], "start_z": start[2],
                 "goal_x": end[0], "goal_y": end[1], "goal_z": end[2],
+                **{f"start_q{axis}": start[3 + k] for k, axis in enumerate("xyzw")},  # orientation, quaternion xyzw
+                **{f"goal_q{axis}": end[3 + k] for k, axis in enumerate("xyzw")},
                 "travel": float(np.linalg.norm(end[:3] - start[:3])), "rise": float(end[2] - start[2]),
                 "turn": float(g.turns[i]) if g.turns is not None else float("nan"),
                 "moved": g.moved, "lifted": g.lifted, "stacked": g.stacked, "outside": int(g.outside),
