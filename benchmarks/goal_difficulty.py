@@ -85,6 +85,7 @@ def main() -> int:
     from selfplay.evaluation.policy import BobPolicy, load_bob
     from selfplay.evaluation.workspace import saved_env_config
     from tabletop_env import TabletopEnv
+    from tabletop_env.state import ROTATION_TOLERANCE
 
     th.set_num_threads(1)
     env_config = saved_env_config(args.run)
@@ -109,11 +110,11 @@ def main() -> int:
     env.close()
     rule = "full rule, recorded orientations" if full_rule else "position only"
     print(f"{args.run}, judged by {path} ({rule}, {args.steps} steps, mean action):\n")
-    print("| goals | Bob's success | goals played (skipped) | block travel (cm) | turned > 0.2 rad |")
+    print(f"| goals | Bob's success | goals played (skipped) | block travel (cm) | turned > {ROTATION_TOLERANCE} rad |")
     print("|---|---:|---:|---:|---:|")
     for name, (success, picked, skipped) in results.items():
         travel = 100 * np.mean([g["travel"] for g in picked])
-        turned = f"{np.mean([g['turn'] > 0.2 for g in picked]):.2f}" if "turn" in picked[0] else "-"
+        turned = f"{np.mean([g['turn'] > ROTATION_TOLERANCE for g in picked]):.2f}" if "turn" in picked[0] else "-"
         print(f"| {name} | {success.mean():.3f} | {len(success)} ({skipped}) | {travel:.1f} | {turned} |")
     first, last = results["first tenth"][0], results["last tenth"][0]
     z = two_proportion_z(first, last)
