@@ -20,7 +20,6 @@ Results: benchmarks/RESULTS.md, "Eleventh session".
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 from pathlib import Path
@@ -29,12 +28,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def read_goals(run: Path) -> list[dict[str, float]]:
-    """The run's ``goals.csv`` rows (one per object and goal) as floats, in order of proposal."""
-    with open(run / "goals.csv") as f:
-        return [{k: float(v) if v else math.nan for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def play(env, bob, goal: dict[str, float], rng: np.random.Generator, steps: int, full_rule: bool) -> bool | None:
@@ -84,6 +77,7 @@ def main() -> int:
 
     from selfplay.evaluation.policy import BobPolicy, load_bob
     from selfplay.evaluation.workspace import saved_env_config
+    from selfplay.training.alice_goals import read_goals
     from tabletop_env import TabletopEnv
     from tabletop_env.state import ROTATION_TOLERANCE
 
@@ -93,7 +87,8 @@ def main() -> int:
         raise SystemExit(f"{args.run}: goal_difficulty plays one-object games only (this run has {env_config.n_objects})")
     model, path = load_bob(None if args.bob else str(args.run), str(args.bob) if args.bob else None)
     bob = BobPolicy(model, deterministic=True)
-    goals = read_goals(args.run)
+    columns = read_goals(args.run / "goals.csv")  # one row per object and goal, in order of proposal
+    goals = [dict(zip(columns, row)) for row in zip(*columns.values())]
     full_rule = args.rule == "full"
     if full_rule and goals and "goal_qw" not in goals[0]:
         raise SystemExit(f"{args.run}: its goals.csv records no orientations (an older run); use --rule position")

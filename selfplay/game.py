@@ -227,14 +227,12 @@ class SelfPlayGame(gym.Env):
         if self.config.alice_start == "near_object":
             poses, height = env.object_poses(), env.home_tool_position[2]
             near, far = self.config.alice_start_distance
-            reach = env.robot.control
-            reach_low, reach_high = np.array(reach.workspace_low[:2]) + 0.03, np.array(reach.workspace_high[:2]) - 0.03
             for _ in range(tries):
                 centre = poses[self._rng.integers(self.n_objects), :2]
                 angle, distance = self._rng.uniform(-np.pi, np.pi), self._rng.uniform(near, far)
                 xy = centre + distance * np.array([np.cos(angle), np.sin(angle)])
                 clear = np.linalg.norm(poses[:, :2] - xy, axis=1).min() >= near and np.all(poses[:, 2] < 0.1)
-                if clear and np.all(xy >= reach_low) and np.all(xy <= reach_high):
+                if clear and env.robot.control.within_workspace_xy(xy, margin=0.03):
                     env.robot.reset(env.robot.solve_ik((*xy, height)))
                     env.refresh()
                     return
@@ -423,9 +421,7 @@ class SelfPlayGame(gym.Env):
     def _within_reach(self, poses: np.ndarray) -> np.ndarray:
         """(n,) bool: which objects of ``poses`` (n, 7) have their centre inside the tool's x/y
         workspace, where the tool can touch them."""
-        control = self.sim.robot.control
-        xy = poses[:, :2]
-        return np.all((xy >= control.workspace_low[:2]) & (xy <= control.workspace_high[:2]), axis=1)
+        return self.sim.robot.control.within_workspace_xy(poses[:, :2])
 
     def _observe(self, obs: dict) -> dict:
         obs = dict(obs)

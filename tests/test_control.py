@@ -82,3 +82,14 @@ def test_the_merged_hand_carries_the_urdfs_grasp_target_with_its_velocity(capfd)
     finally:
         pybullet.disconnect(reference)
         env.close()
+
+
+def test_workspace_xy_test_honours_bounds_and_margin():
+    from tabletop_env.robot import ControlConfig
+
+    control = ControlConfig()
+    (x_low, y_low), (x_high, y_high) = control.workspace_low[:2], control.workspace_high[:2]
+    points = np.array([[0.0, 0.0], [x_high + 0.01, 0.0], [0.0, y_low - 0.01], [x_high - 0.02, y_high - 0.02]])
+    assert control.within_workspace_xy(points).tolist() == [True, False, False, True]
+    # 2 cm inside the edge is outside the workspace shrunk by 3 cm
+    assert control.within_workspace_xy(points, margin=0.03).tolist() == [True, False, False, False]
