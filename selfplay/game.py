@@ -24,7 +24,7 @@ import numpy as np
 from selfplay.events import AliceTurn, BobTurnEnded, Demonstration, GameOver, GoalFinished, GoalProposed, GoalResult, SimulationError
 from selfplay.teachers import make_teacher
 from tabletop_env import TabletopEnv
-from tabletop_env.env import STRUCTURED_KEYS  # the observation keys the agents' networks read
+from tabletop_env.env import STRUCTURED_KEYS, object_rotation_modes  # STRUCTURED_KEYS: what the agents' networks read
 from tabletop_env.objects import blocks
 from tabletop_env.state import objects_at_goal, rotation_error
 from tabletop_env.wrappers import DEFAULT_BINS, bin_values, discrete_action_space, nearest_bins
@@ -309,7 +309,8 @@ class SelfPlayGame(gym.Env):
             lifted=int((raised & ~stacked).sum()),
             stacked=int(stacked.sum()),
             distance=float(np.linalg.norm(goal[:, :3] - self._turn_start_poses[:, :3], axis=1).max()),
-            turns=rotation_error(self._turn_start_poses[:, 3:7], goal[:, 3:7], self.sim.rotation_modes),
+            # by each object's symmetry, whatever the success rule (position alone ignores rotation)
+            turns=rotation_error(self._turn_start_poses[:, 3:7], goal[:, 3:7], object_rotation_modes(self.sim.object_specs)),
             start=self._turn_start_poses.copy(),
             goal=goal.copy(),
         )
