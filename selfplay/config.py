@@ -91,6 +91,7 @@ class GameSchema:
     alice_valid_reward: float = MISSING  # Alice: a valid goal
     alice_bob_failed_reward: float = MISSING  # Alice: Bob failed her goal
     alice_outside_penalty: float = MISSING  # Alice: added when an object is left outside the placement area
+    alice_paid_for_bob_time: bool = MISSING  # Alice: a goal Bob solves pays alice_bob_failed_reward x the share of his turn's steps he needed (the paper's time-based alternative)
 
     def position_only_at(self, env_steps: int) -> bool:
         """Whether success counts position alone after ``env_steps`` env steps of training

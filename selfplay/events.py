@@ -24,7 +24,8 @@ class GoalResult:
     valid: bool
     outside: bool = False
     bob_success: bool | None = None  # None: Bob did not play it (sat out, or invalid goal)
-    bob_steps: int = 0
+    bob_steps: int = 0  # steps Bob took on it (to success, or to the end of his turn)
+    bob_timeout: int = 0  # steps his turn allowed
     moved: int = 0  # objects away from their pose at the start of Alice's turn
     lifted: int = 0  # objects whose goal is above the table (not resting)
     stacked: int = 0  # objects resting on another object

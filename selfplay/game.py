@@ -53,6 +53,10 @@ class GameConfig:
     alice_valid_reward: float  # a valid goal
     alice_bob_failed_reward: float  # Bob failed it
     alice_outside_penalty: float  # an object left outside the placement area
+    # The time-based alternative the paper mentions: a goal Bob solves still pays Alice
+    # ``alice_bob_failed_reward`` x the share of his turn's steps he needed, so that goals he
+    # solves slowly pay more than goals he solves at once (failed goals pay it whole, as before).
+    alice_paid_for_bob_time: bool
     teacher: str  # where the goals come from (selfplay.teachers): "selfplay" (Alice proposes), "uniform", ...
     uniform_tasks: tuple[str, ...]  # goal mix for "uniform"
     # Uniform push goals this far (m, min and max) from each block's current position; None: the
@@ -94,11 +98,18 @@ class GameConfig:
 
     def alice_reward(self, result: GoalResult) -> float:
         """Alice's reward for one goal (docs/method.md section 3's table): 0 for an invalid goal,
-        else ``alice_valid_reward``, + ``alice_bob_failed_reward`` unless Bob solved it, +
+        else ``alice_valid_reward``, + ``alice_bob_failed_reward`` unless Bob solved it (with
+        ``alice_paid_for_bob_time``: x his share of the turn's steps if he solved it), +
         ``alice_outside_penalty`` with an object outside the placement area."""
         if not result.valid:
             return 0.0
-        reward = self.alice_valid_reward + (0.0 if result.bob_success else self.alice_bob_failed_reward)
+        if not result.bob_success:
+            failed_pay_share = 1.0
+        elif self.alice_paid_for_bob_time:
+            failed_pay_share = result.bob_steps / result.bob_timeout
+        else:
+            failed_pay_share = 0.0
+        reward = self.alice_valid_reward + failed_pay_share * self.alice_bob_failed_reward
         return reward + (self.alice_outside_penalty if result.outside else 0.0)
 
 
@@ -369,7 +380,7 @@ class SelfPlayGame(gym.Env):
         self._bob_state = self.sim.get_state()
         alice_proposes = self.teacher.alice_proposes
         result = self._pending_result if alice_proposes else GoalResult(index=self._goal_index, valid=True)
-        result.bob_success, result.bob_steps = success, self._bob_t
+        result.bob_success, result.bob_steps, result.bob_timeout = success, self._bob_t, self.bob_timeout
         events.append(GoalFinished(result, c.alice_reward(result) if alice_proposes else None))
         if sim_info["sim_error"]:
             self._results.append(result)

@@ -91,6 +91,20 @@ def test_bob_who_reaches_the_goal_gets_one_per_object_plus_five():
     assert not terminated and game.phase == ALICE  # the next goal: Alice continues from her state
 
 
+@pytest.mark.parametrize("paid_for_time", [False, True])
+def test_a_goal_bob_solves_pays_alice_for_his_time_only_when_asked(paid_for_time):
+    """``alice_paid_for_bob_time``: a goal Bob solves in 3 steps of 60 pays 1 + 5 x 3/60."""
+    game = make_game(alice_paid_for_bob_time=paid_for_time, bob_steps_per_object=60)
+    play_alice(game, push_actions(game))
+    game.step(HOLD)
+    game.step(HOLD)
+    game.sim.set_object_poses(game._goal)
+    _, _, _, _, info = game.step(HOLD)
+    finished = event_of(info, GoalFinished)
+    assert finished.result.bob_success and finished.result.bob_steps == 3
+    assert finished.alice_reward == pytest.approx(1.0 + (5.0 * 3 / 60 if paid_for_time else 0.0))
+
+
 def test_object_leaving_its_goal_costs_bob_one():
     game = make_game(n_objects=2, success_hold_steps=3)
     play_alice(game, push_actions(game))
