@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,96 @@ def two_proportion_z(a: np.ndarray, b: np.ndarray) -> float:
     return float((a.mean() - b.mean()) / se) if se > 0 else 0.0
 
 
+@dataclass
+class Judgement:
+    """One fixed Bob's success on goals from the first and the last tenth of a run."""
+
+    judge: str  # the Bob's zip
+    rule: str  # "position" or "full"
+    steps: int  # Bob's steps per goal
+    success: dict[str, np.ndarray]  # "first tenth" / "last tenth" -> (goals played,) 1.0 solved, 0.0 not
+    skipped: dict[str, int]  # goals whose start broke the simulation
+    travel_cm: dict[str, float]  # mean block travel of the drawn goals
+    turned: dict[str, float]  # share of the drawn goals that turned the block > ROTATION_TOLERANCE (nan: not recorded)
+    z: float  # two-proportion z, first minus last
+    p: float  # one-sided: the late goals are harder
+
+    @property
+    def harder(self) -> bool:
+        return self.p < 0.05
+
+
+def judge(run: Path, bob_zip: Path | None = None, goals_per_tenth: int = 150, steps: int = 200, seed: int = 0,
+          rule: str = "position") -> Judgement:
+    """Play ``goals_per_tenth`` goals drawn from the first and the last tenth of ``run``'s
+    ``goals.csv`` with one Bob (``bob_zip``; default the run's latest) and compare his success."""
+    import torch as th
+
+    from selfplay.evaluation.policy import BobPolicy, load_bob
+    from selfplay.evaluation.workspace import saved_env_config
+    from selfplay.training.alice_goals import read_goals
+    from tabletop_env import TabletopEnv
+    from tabletop_env.state import ROTATION_TOLERANCE
+
+    th.set_num_threads(1)
+    env_config = saved_env_config(run)
+    if env_config.n_objects != 1:
+        raise SystemExit(f"{run}: goal_difficulty plays one-object games only (this run has {env_config.n_objects})")
+    model, path = load_bob(None if bob_zip else str(run), str(bob_zip) if bob_zip else None)
+    bob = BobPolicy(model, deterministic=True)
+    columns = read_goals(run / "goals.csv")  # one row per object and goal, in order of proposal
+    goals = [dict(zip(columns, row)) for row in zip(*columns.values())]
+    full_rule = rule == "full"
+    if full_rule and goals and "goal_qw" not in goals[0]:
+        raise SystemExit(f"{run}: its goals.csv records no orientations (an older run); use --rule position")
+    tenth = len(goals) // 10
+    if tenth < goals_per_tenth:
+        raise SystemExit(f"{run}: a tenth of goals.csv has {tenth} rows, fewer than --goals {goals_per_tenth}")
+    env = TabletopEnv(max_objects=env_config.max_objects, ignore_rotation=not full_rule, **env_config.workspace())
+    rng = np.random.default_rng(seed)
+    success, skipped, travel, turned = {}, {}, {}, {}
+    for name, part in (("first tenth", goals[:tenth]), ("last tenth", goals[-tenth:])):
+        picked = [part[i] for i in np.random.default_rng(seed + 1).choice(len(part), goals_per_tenth, replace=False)]
+        outcomes = [play(env, bob, goal, rng, steps, full_rule) for goal in picked]
+        success[name] = np.array([o for o in outcomes if o is not None], dtype=float)
+        skipped[name] = outcomes.count(None)
+        travel[name] = 100 * float(np.mean([g["travel"] for g in picked]))
+        turned[name] = float(np.mean([g["turn"] > ROTATION_TOLERANCE for g in picked])) if "turn" in picked[0] else math.nan
+    env.close()
+    z = two_proportion_z(success["first tenth"], success["last tenth"])
+    return Judgement(str(path), rule, steps, success, skipped, travel, turned, z, math.erfc(z / math.sqrt(2)) / 2)
+
+
+def travel_change(run: Path) -> dict[str, float]:
+    """The block's mean travel (cm) over the first and the last tenth of ``run``'s goals, and the
+    one-sided p (normal approximation to Welch's test; a tenth holds thousands of goals) that it
+    grew (nan with fewer than 20 goals): the issue's displacement proxy of "harder"."""
+    from selfplay.training.alice_goals import read_goals
+
+    travel = 100 * read_goals(run / "goals.csv")["travel"]
+    tenth = max(1, len(travel) // 10)
+    first, last = travel[:tenth], travel[-tenth:]
+    if tenth < 2:  # too few goals for a spread
+        return {"first": float(first.mean()), "last": float(last.mean()), "p": math.nan}
+    z = (last.mean() - first.mean()) / math.sqrt(first.var(ddof=1) / len(first) + last.var(ddof=1) / len(last))
+    return {"first": float(first.mean()), "last": float(last.mean()), "p": math.erfc(z / math.sqrt(2)) / 2}
+
+
+def describe(run: Path, j: Judgement) -> str:
+    """The judgement as a markdown table and a verdict."""
+    from tabletop_env.state import ROTATION_TOLERANCE
+
+    rule = "full rule, recorded orientations" if j.rule == "full" else "position only"
+    lines = [f"{run}, judged by {j.judge} ({rule}, {j.steps} steps, mean action):", "",
+             f"| goals | Bob's success | goals played (skipped) | block travel (cm) | turned > {ROTATION_TOLERANCE} rad |",
+             "|---|---:|---:|---:|---:|"]
+    for name, success in j.success.items():
+        turned = "-" if math.isnan(j.turned[name]) else f"{j.turned[name]:.2f}"
+        lines.append(f"| {name} | {success.mean():.3f} | {len(success)} ({j.skipped[name]}) | {j.travel_cm[name]:.1f} | {turned} |")
+    lines += ["", f"z = {j.z:.2f} (one-sided p = {j.p:.3f}): the late goals are {'harder' if j.harder else 'not measurably harder'}"]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a self-play run folder (config.yaml, goals.csv)")
@@ -72,49 +163,8 @@ def main() -> int:
     parser.add_argument("--rule", choices=("position", "full"), default="position",
                         help="success by position alone (random yaw), or the full rule with the recorded orientations")
     args = parser.parse_args()
-
-    import torch as th
-
-    from selfplay.evaluation.policy import BobPolicy, load_bob
-    from selfplay.evaluation.workspace import saved_env_config
-    from selfplay.training.alice_goals import read_goals
-    from tabletop_env import TabletopEnv
-    from tabletop_env.state import ROTATION_TOLERANCE
-
-    th.set_num_threads(1)
-    env_config = saved_env_config(args.run)
-    if env_config.n_objects != 1:
-        raise SystemExit(f"{args.run}: goal_difficulty plays one-object games only (this run has {env_config.n_objects})")
-    model, path = load_bob(None if args.bob else str(args.run), str(args.bob) if args.bob else None)
-    bob = BobPolicy(model, deterministic=True)
-    columns = read_goals(args.run / "goals.csv")  # one row per object and goal, in order of proposal
-    goals = [dict(zip(columns, row)) for row in zip(*columns.values())]
-    full_rule = args.rule == "full"
-    if full_rule and goals and "goal_qw" not in goals[0]:
-        raise SystemExit(f"{args.run}: its goals.csv records no orientations (an older run); use --rule position")
-    env = TabletopEnv(max_objects=env_config.max_objects, ignore_rotation=not full_rule, **env_config.workspace())
-    tenth = len(goals) // 10
-    if tenth < args.goals:
-        raise SystemExit(f"{args.run}: a tenth of goals.csv has {tenth} rows, fewer than --goals {args.goals}")
-    rng = np.random.default_rng(args.seed)
-    results = {}
-    for name, part in (("first tenth", goals[:tenth]), ("last tenth", goals[-tenth:])):
-        picked = [part[i] for i in np.random.default_rng(args.seed + 1).choice(len(part), args.goals, replace=False)]
-        outcomes = [play(env, bob, goal, rng, args.steps, full_rule) for goal in picked]
-        results[name] = (np.array([o for o in outcomes if o is not None], dtype=float), picked, outcomes.count(None))
-    env.close()
-    rule = "full rule, recorded orientations" if full_rule else "position only"
-    print(f"{args.run}, judged by {path} ({rule}, {args.steps} steps, mean action):\n")
-    print(f"| goals | Bob's success | goals played (skipped) | block travel (cm) | turned > {ROTATION_TOLERANCE} rad |")
-    print("|---|---:|---:|---:|---:|")
-    for name, (success, picked, skipped) in results.items():
-        travel = 100 * np.mean([g["travel"] for g in picked])
-        turned = f"{np.mean([g['turn'] > ROTATION_TOLERANCE for g in picked]):.2f}" if "turn" in picked[0] else "-"
-        print(f"| {name} | {success.mean():.3f} | {len(success)} ({skipped}) | {travel:.1f} | {turned} |")
-    first, last = results["first tenth"][0], results["last tenth"][0]
-    z = two_proportion_z(first, last)
-    p = math.erfc(z / math.sqrt(2)) / 2  # one-sided: later goals harder
-    print(f"\nz = {z:.2f} (one-sided p = {p:.3f}): the late goals are {'harder' if p < 0.05 else 'not measurably harder'}")
+    judgement = judge(args.run, args.bob, args.goals, args.steps, args.seed, args.rule)
+    print(describe(args.run, judgement))
     return 0
 
 

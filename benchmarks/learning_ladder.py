@@ -20,9 +20,11 @@ Rungs (targets on 2 cores):
    Alice's goals >= 30 % within 60 minutes, and Alice's goals harder at the end than at the start
    (displacement, lifts). The recipe's budget (1.9 M env steps) ends before the hour on this
    machine; its Bob counts success by position alone for the first 750,000 env steps, so the rung's
-   number, the last tenth of the run, is under the full rule. Whether her late goals are harder
-   for one fixed Bob than her early ones: ``benchmarks/goal_difficulty.py <run folder> --bob
-   <run folder>/checkpoints/step-000604160/bob.zip`` (the rung keeps that checkpoint).
+   number, the last tenth of the run, is under the full rule. "Harder" is judged by one fixed Bob,
+   the run's final one: he plays goals from the first and the last tenth of the run
+   (``benchmarks/goal_difficulty.py``, full rule) and must solve fewer of the late ones; the
+   block's travel, the issue's proxy, is reported beside it. The rung also keeps Bob at 604,160 env
+   steps, a mid-run judge for ``goal_difficulty.py --bob``.
    ``ladder_full_sac`` is the plain full game with the off-policy Bob (no curricula, full-speed
    arm), ``ladder_full`` with the PPO Bob.
 
@@ -58,6 +60,7 @@ class Rung:
     what: str
     extra: tuple[str, ...] = ()  # further columns reported at start and end
     settings: tuple[str, ...] = ()  # overrides the rung always passes (before --set's)
+    judge_goals: bool = False  # the target also asks that Alice's late goals be harder (goal_difficulty.py)
 
 
 RUNGS = {
@@ -65,8 +68,8 @@ RUNGS = {
     2: Rung(2, "ladder_alice", "alice/valid_goal_rate", 0.90, 10, "Alice alone moves the block"),
     3: Rung(3, "selfplay_push_sac", "bob/success_rate", 0.30, 60, "the full game",
             ("goals/distance", "goals/lifted", "alice/valid_goal_rate", "abc/demonstrations"),
-            # Bob at 604,160 env steps is kept for good: the fixed judge of goal_difficulty.py
-            ("trainer.keep_steps=[604160]",)),
+            # Bob at 604,160 env steps is kept for good (a mid-run judge for goal_difficulty.py)
+            ("trainer.keep_steps=[604160]",), judge_goals=True),
 }
 
 
@@ -85,6 +88,7 @@ class RungResult:
     extra: dict = field(default_factory=dict)  # column -> (start, end)
     curve: list = field(default_factory=list)  # (minutes, metric) per update
     command: str = ""
+    harder: dict | None = None  # judge_goals rungs: :func:`harder_goals`
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -110,6 +114,36 @@ def summarise(rung: Rung, run_dir: Path, command: str = "") -> RungResult:
     result.met = result.end >= rung.target and result.minutes <= rung.minutes * 1.05
     result.extra = {key: (_window_mean(rows, key, True), _window_mean(rows, key, False)) for key in rung.extra}
     result.curve = [(r["time/elapsed_s"] / 60, r[rung.metric]) for r in rows]
+    if rung.judge_goals and (run_dir / "goals.csv").exists():
+        result.harder = harder_goals(run_dir)
+        result.met = result.met and result.harder["harder"]
+    return result
+
+
+JUDGED_GOALS = 300  # goals per tenth the fixed Bob plays: a 0.1 difference in success is then about 2.5 sigma
+
+
+def harder_goals(run_dir: Path) -> dict:
+    """Are Alice's goals in the last tenth of the run harder than in the first? The run's final
+    Bob plays goals drawn from both (``goal_difficulty.judge``; the full success rule when
+    ``goals.csv`` records orientations): harder when he solves fewer of the late ones (one-sided
+    p < 0.05). He trained on the late goals last, so the test leans against "harder". The block's
+    travel (the issue's displacement proxy) is reported beside it. Cached in ``harder_goals.json``."""
+    cached = run_dir / "harder_goals.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from goal_difficulty import judge, travel_change
+
+    from selfplay.training.alice_goals import read_goals
+
+    goals = read_goals(run_dir / "goals.csv")
+    rule = "full" if "goal_qw" in goals else "position"  # older runs recorded no orientations
+    j = judge(run_dir, goals_per_tenth=min(JUDGED_GOALS, len(goals["travel"]) // 10), rule=rule)
+    result = {"judge": j.judge, "rule": rule, "first": float(j.success["first tenth"].mean()),
+              "last": float(j.success["last tenth"].mean()), "goals": [len(s) for s in j.success.values()],
+              "p": j.p, "harder": j.harder, "travel_cm": travel_change(run_dir)}
+    cached.write_text(json.dumps(result, indent=1))
     return result
 
 
@@ -151,6 +185,13 @@ def report(results: list[RungResult], rung0: dict | None, out: Path) -> str:
     for r in results:
         for key, (start, end) in r.extra.items():
             lines.append(f"\nRung {r.rung}, {key}: {start:.3f} at the start, {end:.3f} at the end.")
+    for r in results:
+        if r.harder:
+            h, travel = r.harder, r.harder["travel_cm"]
+            lines.append(f"\nRung {r.rung}, harder goals: {'yes' if h['harder'] else 'no'}. The run's final Bob ({h['rule']} rule) "
+                         f"solved {h['first']:.3f} of {h['goals'][0]} goals from the first tenth and {h['last']:.3f} of "
+                         f"{h['goals'][1]} from the last (one-sided p = {h['p']:.3f}); the block's travel "
+                         f"{travel['first']:.1f} -> {travel['last']:.1f} cm (one-sided p = {travel['p']:.2g}).")
     for r in results:
         lines.append(f"\nRung {r.rung} command: `{r.command}`")
     text = "\n".join(lines) + "\n"

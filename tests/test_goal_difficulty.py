@@ -1,0 +1,69 @@
+"""Rung 3's "are Alice's late goals harder?" (benchmarks/goal_difficulty.py and the ladder's
+verdict): one fixed Bob plays goals from both ends of a real run's goals.csv; the travel proxy."""
+
+import csv
+import json
+import sys
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from selfplay.training import Trainer
+from tests.helpers import ROOT, tiny_config
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from goal_difficulty import judge, travel_change  # noqa: E402
+from learning_ladder import RUNGS, summarise  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A real self-play run of 1,024 env steps: goals.csv (with orientations), config.yaml, Bob's zip."""
+    run = tmp_path_factory.mktemp("run")
+    config = tiny_config(**{"trainer.total_steps": 1024})
+    Trainer(config, run).train()
+    OmegaConf.save(OmegaConf.structured(config), run / "config.yaml")
+    return run
+
+
+def test_one_fixed_bob_judges_both_ends_of_the_run_the_same_way_twice(tiny_run):
+    first = judge(tiny_run, goals_per_tenth=1, steps=20, rule="full")
+    again = judge(tiny_run, goals_per_tenth=1, steps=20, rule="full")
+    assert first.judge.endswith("bob.zip") and first.rule == "full" and first.steps == 20
+    for name in ("first tenth", "last tenth"):
+        assert len(first.success[name]) + first.skipped[name] == 1
+        np.testing.assert_array_equal(first.success[name], again.success[name])  # same seed, same verdict
+    assert 0.0 <= first.p <= 1.0 and first.harder == (first.p < 0.05)
+
+
+def test_the_full_rule_needs_recorded_orientations(tiny_run, tmp_path):
+    for name in ("config.yaml", "checkpoints"):
+        (tmp_path / name).symlink_to(tiny_run / name)
+    with open(tiny_run / "goals.csv") as f:
+        rows = list(csv.DictReader(f))
+    kept = [k for k in rows[0] if "_q" not in k]  # an older run's columns
+    with open(tmp_path / "goals.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, kept, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(SystemExit, match="records no orientations"):
+        judge(tmp_path, goals_per_tenth=1, steps=5, rule="full")
+
+
+def test_travel_change_compares_the_first_and_last_tenth(tmp_path):
+    travel = np.r_[np.full(10, 0.10), np.linspace(0.10, 0.20, 80), np.full(10, 0.20)] + np.tile([0.0, 0.01], 50)
+    with open(tmp_path / "goals.csv", "w") as f:
+        f.write("env_steps,travel\n" + "".join(f"{i},{t}\n" for i, t in enumerate(travel)))
+    change = travel_change(tmp_path)
+    assert change["first"] == pytest.approx(10.5) and change["last"] == pytest.approx(20.5) and change["p"] < 1e-6
+    (tmp_path / "goals.csv").write_text("env_steps,travel\n" + "".join(f"{i},{t}\n" for i, t in enumerate(travel[::-1])))
+    assert travel_change(tmp_path)["p"] > 0.99  # shorter at the end: not harder
+
+
+def test_rung_3_is_met_only_with_harder_goals(tiny_run):
+    result = summarise(RUNGS[3], tiny_run)
+    assert result.harder is not None and result.harder["rule"] == "full"
+    assert result.met == (result.end >= 0.30 and result.minutes <= 63 and result.harder["harder"])
+    cached = json.loads((tiny_run / "harder_goals.json").read_text())
+    assert cached["p"] == result.harder["p"] and set(cached["travel_cm"]) == {"first", "last", "p"}
