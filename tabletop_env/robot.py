@@ -35,8 +35,8 @@ class ControlConfig:
     workspace_high: tuple[float, float, float] = (0.32, 0.38, 0.45)
 
     def within_workspace_xy(self, xy: np.ndarray, margin: float = 0.0) -> np.ndarray:
-        """(n,) bool: which points of ``xy`` (n, 2), metres, lie inside the tool's x/y workspace
-        shrunk by ``margin`` metres on every side."""
+        """(...) bool: which points of ``xy`` (..., 2), metres, lie inside the tool's x/y
+        workspace shrunk by ``margin`` metres on every side."""
         low, high = np.array(self.workspace_low[:2]) + margin, np.array(self.workspace_high[:2]) - margin
         return np.all((xy >= low) & (xy <= high), axis=-1)
 
