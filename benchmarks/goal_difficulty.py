@@ -95,6 +95,9 @@ def judge(run: Path, bob_zip: Path | None = None, goals_per_tenth: int = 150, st
     from tabletop_env.state import ROTATION_TOLERANCE
 
     th.set_num_threads(1)
+    missing = [name for name in ("config.yaml", "goals.csv") if not (run / name).is_file()]
+    if missing:
+        raise SystemExit(f"{run}: not a self-play run folder (no {' or '.join(missing)})")
     env_config = saved_env_config(run)
     if env_config.n_objects != 1:
         raise SystemExit(f"{run}: goal_difficulty plays one-object games only (this run has {env_config.n_objects})")

@@ -51,6 +51,11 @@ def test_the_full_rule_needs_recorded_orientations(tiny_run, tmp_path):
         judge(tmp_path, goals_per_tenth=1, steps=5, rule="full")
 
 
+def test_a_folder_that_is_not_a_run_is_named(tmp_path):
+    with pytest.raises(SystemExit, match="not a self-play run folder"):
+        judge(tmp_path / "nowhere", goals_per_tenth=1)
+
+
 def test_travel_change_compares_the_first_and_last_tenth(tmp_path):
     travel = np.r_[np.full(10, 0.10), np.linspace(0.10, 0.20, 80), np.full(10, 0.20)] + np.tile([0.0, 0.01], 50)
     with open(tmp_path / "goals.csv", "w") as f:
