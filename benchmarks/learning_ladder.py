@@ -250,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     for number in [n for n in args.rungs if n in RUNGS]:
         rung = RUNGS[number]
         if args.report_only:
+            if not (args.out / f"rung{number}" / "metrics.csv").is_file():
+                raise SystemExit(f"{args.out / f'rung{number}'}: no rung {number} run to report (no metrics.csv); run it first")
             command = f"python -m selfplay.train experiment={rung.experiment} (see {args.out / f'rung{number}.log'})"
             results.append(summarise(rung, args.out / f"rung{number}", command))
         else:
