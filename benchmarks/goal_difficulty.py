@@ -56,6 +56,11 @@ def play(env, bob, goal: dict[str, float], rng: np.random.Generator, steps: int,
     return False
 
 
+def one_sided_p(z: float) -> float:
+    """P(Z > z) for a standard normal Z: the one-sided p of a z statistic."""
+    return math.erfc(z / math.sqrt(2)) / 2
+
+
 def two_proportion_z(a: np.ndarray, b: np.ndarray) -> float:
     """z of the difference between two success rates (pooled standard error)."""
     pooled = (a.sum() + b.sum()) / (len(a) + len(b))
@@ -123,7 +128,7 @@ def judge(run: Path, bob_zip: Path | None = None, goals_per_tenth: int = 150, st
         turned[name] = float(np.mean([g["turn"] > ROTATION_TOLERANCE for g in picked])) if "turn" in picked[0] else math.nan
     env.close()
     z = two_proportion_z(success["first tenth"], success["last tenth"])
-    return Judgement(str(path), rule, steps, success, skipped, travel, turned, z, math.erfc(z / math.sqrt(2)) / 2)
+    return Judgement(str(path), rule, steps, success, skipped, travel, turned, z, one_sided_p(z))
 
 
 def travel_change(run: Path) -> dict[str, float]:
@@ -138,7 +143,7 @@ def travel_change(run: Path) -> dict[str, float]:
     if tenth < 2:  # too few goals for a spread
         return {"first": float(first.mean()), "last": float(last.mean()), "p": math.nan}
     z = (last.mean() - first.mean()) / math.sqrt(first.var(ddof=1) / len(first) + last.var(ddof=1) / len(last))
-    return {"first": float(first.mean()), "last": float(last.mean()), "p": math.erfc(z / math.sqrt(2)) / 2}
+    return {"first": float(first.mean()), "last": float(last.mean()), "p": one_sided_p(z)}
 
 
 def describe(run: Path, j: Judgement) -> str:
