@@ -4,17 +4,19 @@ Rung 3 of the learning ladder asks that Alice's goals be harder at the end of a 
 start. The block's travel and lifts (``goals.csv``) are proxies; this script measures difficulty
 directly: it draws goals from the first and from the last tenth of a run's ``goals.csv`` (by
 order of proposal), plays each from its own start with one Bob checkpoint (the arm at home) and
-compares his success on the two sets (two-proportion z-test). ``--rule position`` (default):
+compares his success on the two sets (two-proportion z-test). ``--rule full``: the recorded start
+and goal orientations, success by the holdouts' full rule (0.04 m and 0.2 rad), for runs whose
+``goals.csv`` records orientations (its ``start_q*`` / ``goal_q*`` columns); ``--rule position``:
 the block at its recorded start position with a random yaw, the goal that position with the same
-yaw, success by position alone; ``--rule full``: the recorded start and goal orientations too,
-success by the holdouts' full rule (0.04 m and 0.2 rad), for runs whose ``goals.csv`` records
-orientations (its ``start_q*`` / ``goal_q*`` columns). A mid-run checkpoint is the sensitive
-judge: a final Bob solves nearly everything.
+yaw, success by position alone; ``--rule auto`` (default): full when recorded, else position.
+The block's travel over the whole first and last tenth (the issue's displacement proxy) is
+printed beside it. Rung 3 of ``learning_ladder.py`` judges with the run's final Bob.
 
+    python benchmarks/goal_difficulty.py runs/ladder/rung3 --goals 300
     python benchmarks/goal_difficulty.py runs/campaign/selfplay_no_abc-s0 \
-        --bob runs/campaign/selfplay_no_abc-s0/checkpoints/step-000604160/bob.zip --goals 150
+        --bob runs/campaign/selfplay_no_abc-s0/checkpoints/step-000604160/bob.zip --rule position
 
-Results: benchmarks/RESULTS.md, "Eleventh session".
+Results: benchmarks/RESULTS.md, "Eleventh session" to "Fourteenth session".
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ class Judgement:
     turned: dict[str, float]  # share of the drawn goals that turned the block > ROTATION_TOLERANCE (nan: not recorded)
     z: float  # two-proportion z, first minus last
     p: float  # one-sided: the late goals are harder
+    travel_change: dict[str, float]  # over all goals of each tenth: :func:`travel_change`
+    goal_rows: int  # rows of goals.csv when judged
 
     @property
     def harder(self) -> bool:
@@ -88,9 +92,11 @@ class Judgement:
 
 
 def judge(run: Path, bob_zip: Path | None = None, goals_per_tenth: int = 150, steps: int = 200, seed: int = 0,
-          rule: str = "position") -> Judgement:
+          rule: str = "auto", at_most: bool = False) -> Judgement:
     """Play ``goals_per_tenth`` goals drawn from the first and the last tenth of ``run``'s
-    ``goals.csv`` with one Bob (``bob_zip``; default the run's latest) and compare his success."""
+    ``goals.csv`` with one Bob (``bob_zip``; default the run's latest) and compare his success.
+    ``rule``: "full", "position" or "auto" (full when goals.csv records orientations).
+    ``at_most``: a tenth with fewer goals is played whole (else an error)."""
     import torch as th
 
     from selfplay.evaluation.policy import BobPolicy, load_bob
@@ -110,11 +116,17 @@ def judge(run: Path, bob_zip: Path | None = None, goals_per_tenth: int = 150, st
     bob = BobPolicy(model, deterministic=True)
     columns = read_goals(run / "goals.csv")  # one row per object and goal, in order of proposal
     goals = [dict(zip(columns, row)) for row in zip(*columns.values())]
+    if rule not in ("auto", "full", "position"):
+        raise ValueError(f"rule must be auto, full or position, not {rule!r}")
+    if rule == "auto":
+        rule = "full" if "goal_qw" in columns else "position"
     full_rule = rule == "full"
-    if full_rule and goals and "goal_qw" not in goals[0]:
+    if full_rule and "goal_qw" not in columns:
         raise SystemExit(f"{run}: its goals.csv records no orientations (an older run); use --rule position")
     tenth = len(goals) // 10
-    if tenth < goals_per_tenth:
+    if at_most:
+        goals_per_tenth = min(goals_per_tenth, tenth)
+    if tenth < goals_per_tenth or tenth == 0:
         raise SystemExit(f"{run}: a tenth of goals.csv has {tenth} rows, fewer than --goals {goals_per_tenth}")
     env = TabletopEnv(max_objects=env_config.max_objects, ignore_rotation=not full_rule, **env_config.workspace())
     rng = np.random.default_rng(seed)
@@ -128,16 +140,16 @@ def judge(run: Path, bob_zip: Path | None = None, goals_per_tenth: int = 150, st
         turned[name] = float(np.mean([g["turn"] > ROTATION_TOLERANCE for g in picked])) if "turn" in picked[0] else math.nan
     env.close()
     z = two_proportion_z(success["first tenth"], success["last tenth"])
-    return Judgement(str(path), rule, steps, success, skipped, travel, turned, z, one_sided_p(z))
+    return Judgement(str(path), rule, steps, success, skipped, travel, turned, z, one_sided_p(z),
+                     travel_change(columns["travel"]), len(goals))
 
 
-def travel_change(run: Path) -> dict[str, float]:
-    """The block's mean travel (cm) over the first and the last tenth of ``run``'s goals, and the
-    one-sided p (normal approximation to Welch's test; a tenth holds thousands of goals) that it
-    grew (nan with fewer than 20 goals): the issue's displacement proxy of "harder"."""
-    from selfplay.training.alice_goals import read_goals
-
-    travel = 100 * read_goals(run / "goals.csv")["travel"]
+def travel_change(travel_m: np.ndarray) -> dict[str, float]:
+    """The block's mean travel (cm) over the first and the last tenth of a run's goals
+    (``travel_m``: goals.csv's travel column in m, in order of proposal), and the one-sided p
+    (normal approximation to Welch's test; a tenth holds thousands of goals) that it grew (nan
+    with fewer than 20 goals): the issue's displacement proxy of "harder"."""
+    travel = 100 * np.asarray(travel_m, dtype=float)
     tenth = max(1, len(travel) // 10)
     first, last = travel[:tenth], travel[-tenth:]
     if tenth < 2:  # too few goals for a spread
@@ -157,7 +169,9 @@ def describe(run: Path, j: Judgement) -> str:
     for name, success in j.success.items():
         turned = "-" if math.isnan(j.turned[name]) else f"{j.turned[name]:.2f}"
         lines.append(f"| {name} | {success.mean():.3f} | {len(success)} ({j.skipped[name]}) | {j.travel_cm[name]:.1f} | {turned} |")
-    lines += ["", f"z = {j.z:.2f} (one-sided p = {j.p:.3f}): the late goals are {'harder' if j.harder else 'not measurably harder'}"]
+    t = j.travel_change
+    lines += ["", f"z = {j.z:.2f} (one-sided p = {j.p:.3f}): the late goals are {'harder' if j.harder else 'not measurably harder'}",
+              f"Block travel over all {j.goal_rows // 10} goals of each tenth: {t['first']:.1f} -> {t['last']:.1f} cm (one-sided p = {t['p']:.2g})"]
     return "\n".join(lines)
 
 
@@ -168,8 +182,9 @@ def main() -> int:
     parser.add_argument("--goals", type=int, default=150, help="goals drawn from each tenth")
     parser.add_argument("--steps", type=int, default=200, help="Bob's steps per goal (Push1's timeout)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rule", choices=("position", "full"), default="position",
-                        help="success by position alone (random yaw), or the full rule with the recorded orientations")
+    parser.add_argument("--rule", choices=("auto", "full", "position"), default="auto",
+                        help="the full rule with the recorded orientations, success by position alone (random yaw), "
+                             "or auto: full when goals.csv records orientations")
     args = parser.parse_args()
     judgement = judge(args.run, args.bob, args.goals, args.steps, args.seed, args.rule)
     print(describe(args.run, judgement))

@@ -128,21 +128,26 @@ def harder_goals(run_dir: Path) -> dict:
     Bob plays goals drawn from both (``goal_difficulty.judge``; the full success rule when
     ``goals.csv`` records orientations): harder when he solves fewer of the late ones (one-sided
     p < 0.05). He trained on the late goals last, so the test leans against "harder". The block's
-    travel (the issue's displacement proxy) is reported beside it. Cached in ``harder_goals.json``."""
+    travel (the issue's displacement proxy) is reported beside it. Cached in ``harder_goals.json``,
+    recomputed when the run's latest Bob or its number of goals has changed (a resumed run)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from goal_difficulty import judge
+
+    from selfplay.checkpoint import latest_checkpoint
+
+    bob_zip = (latest_checkpoint(run_dir) / "bob.zip").resolve()
+    with open(run_dir / "goals.csv", "rb") as f:
+        rows = sum(1 for _ in f) - 1  # one per goal (one-object runs), after the header
+    key = {"bob_zip": str(bob_zip), "bob_bytes": bob_zip.stat().st_size, "goal_rows": rows}
     cached = run_dir / "harder_goals.json"
     if cached.exists():
-        return json.loads(cached.read_text())
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from goal_difficulty import judge, travel_change
-
-    from selfplay.training.alice_goals import read_goals
-
-    goals = read_goals(run_dir / "goals.csv")
-    rule = "full" if "goal_qw" in goals else "position"  # older runs recorded no orientations
-    j = judge(run_dir, goals_per_tenth=min(JUDGED_GOALS, len(goals["travel"]) // 10), rule=rule)
-    result = {"judge": j.judge, "rule": rule, "first": float(j.success["first tenth"].mean()),
+        result = json.loads(cached.read_text())
+        if result.get("key") == key:
+            return result
+    j = judge(run_dir, bob_zip, goals_per_tenth=JUDGED_GOALS, rule="auto", at_most=True)
+    result = {"judge": j.judge, "rule": j.rule, "first": float(j.success["first tenth"].mean()),
               "last": float(j.success["last tenth"].mean()), "goals": [len(s) for s in j.success.values()],
-              "p": j.p, "harder": j.harder, "travel_cm": travel_change(run_dir)}
+              "p": j.p, "harder": j.harder, "travel_cm": j.travel_change, "key": key}
     cached.write_text(json.dumps(result, indent=1))
     return result
 

@@ -10,6 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from selfplay.training import Trainer
+from selfplay.training.alice_goals import read_goals
 from tests.helpers import ROOT, tiny_config
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -28,13 +29,22 @@ def tiny_run(tmp_path_factory):
 
 
 def test_one_fixed_bob_judges_both_ends_of_the_run_the_same_way_twice(tiny_run):
-    first = judge(tiny_run, goals_per_tenth=1, steps=20, rule="full")
+    first = judge(tiny_run, goals_per_tenth=1, steps=20)  # auto: the full rule, as orientations are recorded
     again = judge(tiny_run, goals_per_tenth=1, steps=20, rule="full")
     assert first.judge.endswith("bob.zip") and first.rule == "full" and first.steps == 20
     for name in ("first tenth", "last tenth"):
         assert len(first.success[name]) + first.skipped[name] == 1
         np.testing.assert_array_equal(first.success[name], again.success[name])  # same seed, same verdict
     assert 0.0 <= first.p <= 1.0 and first.harder == (first.p < 0.05)
+    assert first.travel_change == travel_change(read_goals(tiny_run / "goals.csv")["travel"])
+
+
+def test_a_short_tenth_is_an_error_unless_played_whole(tiny_run):
+    tenth = len(read_goals(tiny_run / "goals.csv")["travel"]) // 10
+    with pytest.raises(SystemExit, match="fewer than --goals"):
+        judge(tiny_run, goals_per_tenth=tenth + 1, steps=5)
+    whole = judge(tiny_run, goals_per_tenth=tenth + 1, steps=5, at_most=True)
+    assert all(len(s) + whole.skipped[name] == tenth for name, s in whole.success.items())
 
 
 def test_the_full_rule_needs_recorded_orientations(tiny_run, tmp_path):
@@ -49,6 +59,7 @@ def test_the_full_rule_needs_recorded_orientations(tiny_run, tmp_path):
         writer.writerows(rows)
     with pytest.raises(SystemExit, match="records no orientations"):
         judge(tmp_path, goals_per_tenth=1, steps=5, rule="full")
+    assert judge(tmp_path, goals_per_tenth=1, steps=5).rule == "position"  # auto falls back
 
 
 def test_a_folder_that_is_not_a_run_is_named(tmp_path):
@@ -56,14 +67,11 @@ def test_a_folder_that_is_not_a_run_is_named(tmp_path):
         judge(tmp_path / "nowhere", goals_per_tenth=1)
 
 
-def test_travel_change_compares_the_first_and_last_tenth(tmp_path):
+def test_travel_change_compares_the_first_and_last_tenth():
     travel = np.r_[np.full(10, 0.10), np.linspace(0.10, 0.20, 80), np.full(10, 0.20)] + np.tile([0.0, 0.01], 50)
-    with open(tmp_path / "goals.csv", "w") as f:
-        f.write("env_steps,travel\n" + "".join(f"{i},{t}\n" for i, t in enumerate(travel)))
-    change = travel_change(tmp_path)
+    change = travel_change(travel)
     assert change["first"] == pytest.approx(10.5) and change["last"] == pytest.approx(20.5) and change["p"] < 1e-6
-    (tmp_path / "goals.csv").write_text("env_steps,travel\n" + "".join(f"{i},{t}\n" for i, t in enumerate(travel[::-1])))
-    assert travel_change(tmp_path)["p"] > 0.99  # shorter at the end: not harder
+    assert travel_change(travel[::-1])["p"] > 0.99  # shorter at the end: not harder
 
 
 def test_rung_3_is_met_only_with_harder_goals(tiny_run):
@@ -72,3 +80,13 @@ def test_rung_3_is_met_only_with_harder_goals(tiny_run):
     assert result.met == (result.end >= 0.30 and result.minutes <= 63 and result.harder["harder"])
     cached = json.loads((tiny_run / "harder_goals.json").read_text())
     assert cached["p"] == result.harder["p"] and set(cached["travel_cm"]) == {"first", "last", "p"}
+
+
+def test_the_verdict_is_cached_until_the_run_changes(tiny_run):
+    path = tiny_run / "harder_goals.json"
+    summarise(RUNGS[3], tiny_run)
+    cached = json.loads(path.read_text())
+    path.write_text(json.dumps({**cached, "p": 2.0}))  # a marker only the cache can return
+    assert summarise(RUNGS[3], tiny_run).harder["p"] == 2.0
+    path.write_text(json.dumps({**cached, "p": 2.0, "key": {**cached["key"], "goal_rows": 1}}))  # goals since
+    assert summarise(RUNGS[3], tiny_run).harder["p"] == cached["p"]
