@@ -5,6 +5,7 @@ Run from the repository root, alone on the machine (each rung uses both cores)::
     python benchmarks/learning_ladder.py --out runs/ladder                 # every rung (~95 minutes)
     python benchmarks/learning_ladder.py --rungs 1 --out runs/ladder_lr --set bob.learning_rate=3e-4
     python benchmarks/learning_ladder.py --rungs 1 2 3 --report-only --out runs/ladder
+    python benchmarks/learning_ladder.py --judge-goals runs/ladder/rung3 runs/ladder_s1/rung3  # "harder", pooled
 
 Rungs (targets on 2 cores):
 
@@ -24,7 +25,8 @@ Rungs (targets on 2 cores):
    the run's final one: he plays goals from the first and the last tenth of the run
    (``benchmarks/goal_difficulty.py``, full rule) and must solve fewer of the late ones; the
    block's travel, the issue's proxy, is reported beside it. The rung also keeps Bob at 604,160 env
-   steps, a mid-run judge for ``goal_difficulty.py --bob``.
+   steps, a mid-run judge for ``goal_difficulty.py --bob``. ``--judge-goals`` gives the verdict of
+   several runs (seeds) and their combined evidence (Stouffer's z).
    ``ladder_full_sac`` is the plain full game with the off-policy Bob (no curricula, full-speed
    arm), ``ladder_full`` with the PPO Bob.
 
@@ -41,6 +43,7 @@ import csv
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -152,6 +155,32 @@ def harder_goals(run_dir: Path) -> dict:
     return result
 
 
+def pooled_harder(run_dirs: list[Path]) -> tuple[dict[str, dict], float]:
+    """Rung 3's goal verdict over several runs (seeds): each run's :func:`harder_goals`, and the
+    one-sided p of their combined evidence (Stouffer: the runs' z summed over sqrt(runs)). A small
+    effect that one run's 300 + 300 goals detect only sometimes shows up here when it is there in
+    every run. Returns (run folder -> verdict, combined p)."""
+    verdicts = {str(run): harder_goals(Path(run)) for run in run_dirs}
+    normal = statistics.NormalDist()
+    z = [normal.inv_cdf(1 - min(max(v["p"], 1e-12), 1 - 1e-12)) for v in verdicts.values()]
+    combined = 1 - normal.cdf(sum(z) / math.sqrt(len(z))) if z else math.nan
+    return verdicts, combined
+
+
+def describe_pooled(verdicts: dict[str, dict], combined_p: float) -> str:
+    """:func:`pooled_harder`'s result as a markdown table and one line."""
+    lines = ["| run | judge's rule | final Bob, first -> last tenth | one-sided p | harder | block travel cm (p) |",
+             "|---|---|---|---:|---|---|"]
+    for run, v in verdicts.items():
+        t = v["travel_cm"]
+        lines.append(f"| {run} | {v['rule']} | {v['first']:.3f} -> {v['last']:.3f} | {v['p']:.3f} | "
+                     f"{'yes' if v['harder'] else 'no'} | {t['first']:.1f} -> {t['last']:.1f} ({t['p']:.2g}) |")
+    fewer = sum(v["last"] < v["first"] for v in verdicts.values())
+    lines += ["", f"Late goals solved less often in {fewer} of {len(verdicts)} runs; combined one-sided p = {combined_p:.2g} "
+                  f"(Stouffer): {'harder' if combined_p < 0.05 else 'not measurably harder'} over these runs."]
+    return "\n".join(lines)
+
+
 def run_rung(rung: Rung, out: Path, seed: int, overrides: list[str]) -> RungResult:
     run_dir = out / f"rung{rung.number}"
     args = [f"experiment={rung.experiment}", f"seed={seed}", f"hydra.run.dir={run_dir}", "logger.wandb.mode=disabled",
@@ -238,7 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="hydra overrides for rungs 1-3")
     parser.add_argument("--report-only", action="store_true", help="summarise finished runs under --out")
+    parser.add_argument("--judge-goals", type=Path, nargs="+", metavar="RUN",
+                        help="only rung 3's goal verdict, for each of these self-play run folders and combined")
     args = parser.parse_args(argv)
+    if args.judge_goals:
+        for run in args.judge_goals:
+            if not (run / "goals.csv").is_file():
+                raise SystemExit(f"{run}: not a self-play run folder (no goals.csv)")
+        print(describe_pooled(*pooled_harder(args.judge_goals)))
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     rung0 = None
     if 0 in args.rungs and not args.report_only:

@@ -15,7 +15,7 @@ from tests.helpers import ROOT, tiny_config
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from goal_difficulty import judge, travel_change  # noqa: E402
-from learning_ladder import RUNGS, summarise  # noqa: E402
+from learning_ladder import RUNGS, describe_pooled, pooled_harder, summarise  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +90,18 @@ def test_the_verdict_is_cached_until_the_run_changes(tiny_run):
     assert summarise(RUNGS[3], tiny_run).harder["p"] == 2.0
     path.write_text(json.dumps({**cached, "p": 2.0, "key": {**cached["key"], "goal_rows": 1}}))  # goals since
     assert summarise(RUNGS[3], tiny_run).harder["p"] == cached["p"]
+
+
+def test_pooled_verdict_combines_the_runs_evidence(tiny_run, tmp_path):
+    verdicts, alone = pooled_harder([tiny_run])
+    assert alone == pytest.approx(verdicts[str(tiny_run)]["p"], abs=1e-9)  # one run: its own p
+    twin = tmp_path / "twin"  # a second run folder with the same goals and Bob
+    twin.mkdir()
+    for name in ("config.yaml", "goals.csv", "checkpoints"):
+        (twin / name).symlink_to(tiny_run / name)
+    for run in (tiny_run, twin):  # cached verdicts of p 0.04 (z 1.75) each
+        (run / "harder_goals.json").write_text(json.dumps({**verdicts[str(tiny_run)], "p": 0.04}))
+    assert pooled_harder([tiny_run, tiny_run])[1] == pytest.approx(0.04)  # a run named twice counts once
+    verdicts, combined = pooled_harder([tiny_run, twin])
+    assert combined == pytest.approx(0.0066, abs=1e-4)  # two runs' z 1.75 each: 2 x 1.75 / sqrt(2) = 2.47
+    assert "combined one-sided p = 0.0066" in describe_pooled(verdicts, combined)
