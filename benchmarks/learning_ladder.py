@@ -160,7 +160,10 @@ def pooled_harder(run_dirs: list[Path]) -> tuple[dict[str, dict], float]:
     one-sided p of their combined evidence (Stouffer: the runs' z summed over sqrt(runs)). A small
     effect that one run's 300 + 300 goals detect only sometimes shows up here when it is there in
     every run. Returns (run folder -> verdict, combined p)."""
-    verdicts = {str(run): harder_goals(Path(run)) for run in run_dirs}
+    unique = {}  # a run named twice (or through a link) counts once
+    for run in run_dirs:
+        unique.setdefault(Path(run).resolve(), Path(run))
+    verdicts = {str(run): harder_goals(run) for run in unique.values()}
     normal = statistics.NormalDist()
     z = [normal.inv_cdf(1 - min(max(v["p"], 1e-12), 1 - 1e-12)) for v in verdicts.values()]
     combined = 1 - normal.cdf(sum(z) / math.sqrt(len(z))) if z else math.nan
@@ -274,7 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         for run in args.judge_goals:
             if not (run / "goals.csv").is_file():
                 raise SystemExit(f"{run}: not a self-play run folder (no goals.csv)")
-        print(describe_pooled(*pooled_harder(args.judge_goals)))
+        try:
+            print(describe_pooled(*pooled_harder(args.judge_goals)))
+        except FileNotFoundError as error:  # a run without a complete checkpoint
+            raise SystemExit(f"no Bob to judge with: {str(error).removeprefix('resume: ')}") from None
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     rung0 = None
