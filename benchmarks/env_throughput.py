@@ -66,10 +66,14 @@ def quiet_c_output():
 
 with quiet_c_output():
     import gymnasium
-    import panda_gym  # noqa: F401  (registers PandaPush-v3, PandaStack-v3)
     import pybullet
 
     from tabletop_env import TabletopEnv
+
+    try:
+        import panda_gym  # registers PandaPush-v3, PandaStack-v3
+    except ImportError:  # the reference is optional for modules that import this one
+        panda_gym = None
 
 BLOCK_COUNTS = (1, 2, 4, 8)
 PANDA_GYM_REFERENCE = {1: "PandaPush-v3", 2: "PandaStack-v3"}
@@ -179,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="also write the markdown table to this path")
     args = parser.parse_args(argv)
+    if panda_gym is None:
+        raise SystemExit("panda-gym, the reference this benchmark compares with, is not installed: "
+                         "`make bench`, or pip install -c constraints.txt -e '.[bench]'")
     steps_for = {n: args.steps for n in BLOCK_COUNTS}
     steps_for[8] = args.steps_8 if args.steps_8 is not None else max(1, args.steps // 2)
 
