@@ -471,6 +471,7 @@ class EvaluateConfig:
     workspace: str = MISSING  # run: the training run's placement area and reset pose; default: TabletopEnv's
     torch_threads: int = MISSING  # torch intra-op threads (batch-1 inference gains nothing from more)
     workers: int | None = MISSING  # game worker processes, trials in parallel with batched inference (None: one per CPU; 0: one trial at a time)
+    more_objects: str = MISSING  # tasks with more objects than Bob's object slots: widen (same weights) or skip
 
     def __post_init__(self) -> None:
         _require(self.trials >= 1, "trials", f"must be >= 1, got {self.trials}")
@@ -478,4 +479,5 @@ class EvaluateConfig:
         _require(self.workspace in ("run", "default"), "workspace", f"must be 'run' or 'default', got {self.workspace!r}")
         _require(self.torch_threads >= 1, "torch_threads", f"must be >= 1, got {self.torch_threads}")
         _require(self.workers is None or self.workers >= 0, "workers", f"must be >= 0, got {self.workers}")
+        _require(self.more_objects in ("widen", "skip"), "more_objects", f"must be 'widen' or 'skip', got {self.more_objects!r}")
         _require(bool(self.run) != bool(self.checkpoint), "run/checkpoint", "give exactly one of run=<run folder> or checkpoint=<bob zip>")

@@ -42,6 +42,23 @@ STRUCTURED_KEYS = ("robot", "objects", "goal", "mask")
 TABLE_HALF_EXTENTS = (0.6, 0.5, 0.02)  # metres; the top surface is at z = 0
 
 
+def observation_spaces(max_objects: int, goal_rotation: bool = False) -> dict[str, gym.spaces.Box]:
+    """Every observation key's space for ``max_objects`` object slots (the goal-env keys, flat,
+    and the structured keys: ``objects`` (max_objects, 17), ``goal`` (max_objects, 10 or 13),
+    ``mask`` (max_objects,), ``robot`` (21,))."""
+    m = max_objects
+    box = lambda *shape: gym.spaces.Box(-np.inf, np.inf, shape=shape, dtype=np.float32)  # noqa: E731
+    return {
+        "observation": box(ROBOT_FEATURES + m * OBJECT_FEATURES + m),
+        "achieved_goal": box(m * POSE_SIZE),
+        "desired_goal": box(m * POSE_SIZE),
+        "robot": box(ROBOT_FEATURES),
+        "objects": box(m, OBJECT_FEATURES),
+        "goal": box(m, GOAL_FEATURES + GOAL_ROTATION_FEATURES * goal_rotation),
+        "mask": gym.spaces.Box(0.0, 1.0, shape=(m,), dtype=np.float32),
+    }
+
+
 def reads_goal_rotation(observation_space: gym.spaces.Dict) -> bool:
     """Whether observations of ``observation_space`` (an env's, or a saved policy's) carry the
     rotation to the goal in their goal features (``goal_rotation=True``)."""
@@ -165,16 +182,7 @@ class TabletopEnv(gym.Env):
 
         n, m = self.n_objects, max_objects
         flat = ROBOT_FEATURES + m * OBJECT_FEATURES + m
-        box = lambda *shape: gym.spaces.Box(-np.inf, np.inf, shape=shape, dtype=np.float32)  # noqa: E731
-        spaces = {
-            "observation": box(flat),
-            "achieved_goal": box(m * POSE_SIZE),
-            "desired_goal": box(m * POSE_SIZE),
-            "robot": box(ROBOT_FEATURES),
-            "objects": box(m, OBJECT_FEATURES),
-            "goal": box(m, self.goal_feature_size),
-            "mask": gym.spaces.Box(0.0, 1.0, shape=(m,), dtype=np.float32),
-        }
+        spaces = observation_spaces(max_objects, goal_rotation)
         self._keys = tuple(spaces) if structured_keys else GOAL_ENV_KEYS
         self.observation_space = gym.spaces.Dict({k: spaces[k] for k in self._keys})
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(ACTION_DIMS,), dtype=np.float32)

@@ -86,8 +86,9 @@ def test_cli_writes_the_report_and_is_deterministic(tmp_path):
     assert first.returncode == 0, first.stderr[-2000:]
     second = evaluate_cli(f"checkpoint={bob}", tasks, "trials=2", "deterministic=false", f"out={tmp_path / 'b'}")
     assert second.returncode == 0, second.stderr[-2000:]
-    a = json.loads((tmp_path / "a" / "results.json").read_text())
-    b = json.loads((tmp_path / "b" / "results.json").read_text())
+    a, b = (json.loads((tmp_path / name / "results.json").read_text()) for name in "ab")
+    for task in a:
+        assert a[task].pop("seconds") > 0 and b[task].pop("seconds") > 0  # wall time: the one thing that may differ
     assert a == b and set(a) == {"Tabletop/Push1-v0", "Tabletop/Row3-v0"}
     assert a["Tabletop/Push1-v0"]["goals"] >= 2
     assert "block push 1" in (tmp_path / "a" / "results.md").read_text()  # the paper's number beside ours
@@ -102,6 +103,7 @@ def test_cli_writes_the_report_and_is_deterministic(tmp_path):
         (["run=/nonexistent/run"], "no run folder"),
         (["trials=0"], "trials"),
         (["workspace=mine"], "workspace"),
+        (["more_objects=maybe"], "more_objects"),
     ],
 )
 def test_bad_input_is_named(args, message, tmp_path):
@@ -111,23 +113,63 @@ def test_bad_input_is_named(args, message, tmp_path):
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_incompatible_checkpoint_says_so(tmp_path):
+def test_a_task_with_more_objects_than_slots_is_refused_by_name_when_not_widened(tmp_path):
     bob = _bob_zip(tmp_path, **{"env.max_objects": 4, "env.n_objects": 1})
-    result = evaluate_cli(f"checkpoint={bob}", "tasks=[Tabletop/Push8-v0]", "trials=1")
-    assert result.returncode == 2 and "object slots" in result.stderr and "Traceback" not in result.stderr
+    result = evaluate_cli(f"checkpoint={bob}", "tasks=[Tabletop/Push8-v0]", "trials=1", "more_objects=skip")
+    assert result.returncode == 2 and "object slot" in result.stderr and "more_objects=widen" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
-def test_every_task_means_those_the_bob_has_object_slots_for(tmp_path):
-    """A one-slot Bob evaluated on every holdout runs the one-object tasks and lists the others
-    as not run, with the reason."""
+def test_every_task_with_skip_means_those_the_bob_has_object_slots_for(tmp_path):
+    """A one-slot Bob evaluated on every holdout with more_objects=skip runs the one-object tasks
+    and lists the others as not run, with the reason."""
     bob = _bob_zip(tmp_path, **{"env.max_objects": 1})
-    result = evaluate_cli(f"checkpoint={bob}", "trials=1", "workers=0", f"out={tmp_path / 'eval'}")
+    result = evaluate_cli(f"checkpoint={bob}", "trials=1", "workers=0", "more_objects=skip", f"out={tmp_path / 'eval'}")
     assert result.returncode == 0, result.stderr[-2000:]
     ran = set(json.loads((tmp_path / "eval" / "results.json").read_text()))
     one_object = {t for t in list_tasks() if len(make_task(t).objects) == 1}
     assert ran == one_object and "Tabletop/Push1-v0" in ran
     report = (tmp_path / "eval" / "results.md").read_text()
     assert "- Tabletop/Stack2-v0: 2 objects, but this Bob has 1 object slot" in report
+
+
+def test_a_one_slot_bob_plays_tasks_with_more_objects_widened_and_the_report_says_so(tmp_path):
+    bob = _bob_zip(tmp_path, **{"env.max_objects": 1})
+    result = evaluate_cli(f"checkpoint={bob}", "tasks=[Tabletop/Push1-v0,Tabletop/Stack2-v0,Tabletop/Row3-v0]", "trials=2",
+                          f"out={tmp_path / 'eval'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert {t: r["trained_object_slots"] for t, r in results.items()} == {
+        "Tabletop/Push1-v0": None, "Tabletop/Stack2-v0": 1, "Tabletop/Row3-v0": 1}
+    assert all(r["trials"] == 2 and r["seconds"] > 0 for r in results.values())
+    report = (tmp_path / "eval" / "results.md").read_text()
+    assert "| Tabletop/Stack2-v0 † |" in report and "| Tabletop/Push1-v0 |" in report
+    assert "More objects than Bob trained with (1 object slot)" in report and "Wall time:" in report
+
+
+def test_widening_the_object_slots_keeps_bobs_policy_on_the_objects_he_has(tmp_path):
+    """A two-slot Bob widened to eight slots acts and values a two-block scene as before: the
+    object-set network pools over the real objects only (the env pads the rest)."""
+    import torch
+
+    from selfplay.evaluation.policy import load_bob, object_slots, widen_object_slots
+    from tabletop_env import TabletopEnv
+
+    model, path = load_bob(None, str(_bob_zip(tmp_path, **{"env.max_objects": 2, "env.n_objects": 2})))
+    wide = widen_object_slots(model, path, 8)
+    assert (object_slots(model), object_slots(wide)) == (2, 8)
+    values = []
+    for bob, slots in ((model, 2), (wide, 8)):
+        env = TabletopEnv(task="Tabletop/Push2-v0", max_objects=slots)
+        obs, _ = env.reset(seed=3)
+        env.close()
+        batch = {k: obs[k][None] for k in bob.observation_space.spaces}
+        tensors, _ = bob.policy.obs_to_tensor(batch)
+        with torch.no_grad():
+            values.append((bob.policy.predict_values(tensors).item(), bob.policy.get_distribution(tensors).distribution))
+    assert values[0][0] == pytest.approx(values[1][0], abs=1e-5)
+    for before, after in zip(values[0][1], values[1][1]):  # one categorical per action dimension
+        assert torch.allclose(before.logits, after.logits, atol=1e-5)
 
 
 class PoseRecorder:

@@ -10,6 +10,7 @@ import numpy as np
 from selfplay.learning.sac import continuous_actions, is_continuous
 from selfplay.policies import sample_actions
 from tabletop_env import TabletopEnv
+from tabletop_env.env import observation_spaces, reads_goal_rotation
 from tabletop_env.wrappers import ACTION_DIMS, bin_values
 
 
@@ -55,6 +56,30 @@ class BobPolicy:
             return continuous_actions(self.model.policy, batch, deterministic=self.deterministic)[0]
         actions, _, _ = sample_actions(self.model.policy, batch, deterministic=self.deterministic)
         return self.values[actions[0]]
+
+
+def object_slots(model) -> int:
+    """How many objects a Bob's networks take (``env.max_objects`` of his training run)."""
+    return model.observation_space["mask"].shape[0]
+
+
+def widen_object_slots(model, path: Path, slots: int):
+    """Bob from ``path`` (the zip ``model`` was loaded from) with his object inputs widened to
+    ``slots``, for a task with more objects than he trained with. The same weights: his
+    object-set networks (:class:`selfplay.policies.ObjectSetExtractor`: one MLP per object, a
+    masked max-pool) do not depend on the number of slots, and the padding slots of a task that
+    fits change nothing. Refuses other networks, whose weights may depend on it."""
+    import gymnasium as gym
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+    from selfplay.policies import ObjectSetExtractor
+
+    extractors = [m for m in model.policy.modules() if isinstance(m, BaseFeaturesExtractor)]
+    if not extractors or not all(isinstance(m, ObjectSetExtractor) for m in extractors):
+        raise ValueError(f"{path}: not an object-set network, its object slots cannot be widened")
+    spaces = observation_spaces(slots, reads_goal_rotation(model.observation_space))
+    widened = gym.spaces.Dict({key: spaces[key] for key in model.observation_space.spaces})  # the keys it was saved with
+    return type(model).load(path, device="cpu", custom_objects={"observation_space": widened})
 
 
 def load_bob(run: str | None, checkpoint: str | None):

@@ -28,7 +28,8 @@ class TaskResult:
     objects) when each goal was set and when its turn ended, averaged over goals: progress that
     shows before any goal is solved. ``failed_positions``: the failed goals by how near they came,
     every object within the position tolerance (4 cm) of its goal position: ``never``, ``left``
-    (at some step, not at the end) or ``at_end`` (in place at the end: rotation off)."""
+    (at some step, not at the end) or ``at_end`` (in place at the end: rotation off).
+    ``seconds``: wall time of its trials."""
 
     task: str
     trials: int
@@ -43,6 +44,7 @@ class TaskResult:
     mean_start_distance: float = float("nan")
     mean_final_distance: float = float("nan")
     failed_positions: dict = field(default_factory=dict)  # never / left / at_end -> count
+    seconds: float = float("nan")  # wall time of the task's trials (set by the evaluation run)
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:

@@ -25,15 +25,20 @@ PUBLISHED = {
 
 
 def write_report(
-    results: list[TaskResult], out: Path, title: str, workspace: dict | None = None, skipped: dict[str, str] | None = None
+    results: list[TaskResult], out: Path, title: str, workspace: dict | None = None, skipped: dict[str, str] | None = None,
+    widened: dict[str, int] | None = None, timing: dict | None = None,
 ) -> dict[str, Path]:
     """``results.json``, ``results.md`` (ours next to the paper's) and ``success.png``.
     ``workspace``: the env arguments the tasks ran with (None: :class:`TabletopEnv`'s defaults);
-    ``skipped``: task ids not run (too many objects for the Bob, or for the workspace), with the reason."""
+    ``skipped``: task ids not run (too many objects for the Bob, or for the workspace), with the reason;
+    ``widened``: task ids played with more object slots than Bob trained with -> his trained slots;
+    ``timing``: ``seconds`` (wall time of every task) and ``workers`` (game processes)."""
+    widened = widened or {}
     out.mkdir(parents=True, exist_ok=True)
     workspace_text = describe_workspace(workspace)
     (out / "results.json").write_text(
-        json.dumps({r.task: {**asdict(r), "workspace": workspace_text} for r in results}, indent=2)
+        json.dumps({r.task: {**asdict(r), "workspace": workspace_text, "trained_object_slots": widened.get(r.task)}
+                    for r in results}, indent=2)
     )
     lines = [
         f"# Zero-shot holdout evaluation: {title}",
@@ -49,7 +54,7 @@ def write_report(
         paper = f"{published[1]} % ({published[0]})" if published else "—"
         steps = "—" if math.isnan(r.mean_steps_to_success) else f"{r.mean_steps_to_success:.0f}"
         lines.append(
-            f"| {r.task} | {100 * r.success_rate:.1f} % | {100 * r.ci_low:.1f}-{100 * r.ci_high:.1f} % | {r.goals} | "
+            f"| {r.task}{' †' * (r.task in widened)} | {100 * r.success_rate:.1f} % | {100 * r.ci_low:.1f}-{100 * r.ci_high:.1f} % | {r.goals} | "
             f"{r.trials} | {steps} | {100 * r.mean_start_distance:.1f} -> {100 * r.mean_final_distance:.1f} | "
             f"{' / '.join(str(r.failed_positions.get(k, 0)) for k in ('never', 'left', 'at_end'))} | {paper} |"
         )
@@ -60,6 +65,19 @@ def write_report(
         "of its goal position (so at the end its rotation was off). The paper's numbers come from one Bob trained at large scale "
         "(about 1,900 CPU cores per policy, vision + state); ours are from this machine's budget.",
     ]
+    if widened:
+        trained = sorted(set(widened.values()))
+        lines += ["", f"† More objects than Bob trained with ({' / '.join(map(str, trained))} object slot"
+                  f"{'s' * (trained != [1])}): played with his object-set networks widened to the task's objects, "
+                  "the same weights (one MLP per object and a max-pool, whatever the number of objects)."]
+    if timing:
+        trials = sum(r.trials for r in results)
+        workers = timing["workers"]
+        how = f"{workers} game worker process{'es' * (workers != 1)}" if workers else "one trial at a time (workers=0)"
+        seconds = timing["seconds"]
+        wall = f"{seconds / 60:.1f} minutes" if seconds >= 120 else f"{seconds:.0f} s"
+        lines += ["", f"Wall time: {wall} for {len(results)} task{'s' * (len(results) != 1)}, "
+                  f"{trials} trials, {how}."]
     if skipped:
         lines += ["", "Not run:", *[f"- {task}: {reason}" for task, reason in skipped.items()]]
     (out / "results.md").write_text("\n".join(lines) + "\n")
