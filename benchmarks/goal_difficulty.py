@@ -105,6 +105,8 @@ def judge(run: Path, bob_zip: Path | None = None, goals_per_tenth: int = 150, st
     from tabletop_env import TabletopEnv
     from tabletop_env.state import ROTATION_TOLERANCE
 
+    if rule not in ("auto", "full", "position"):
+        raise ValueError(f"rule must be auto, full or position, not {rule!r}")
     th.set_num_threads(1)
     missing = [name for name in ("config.yaml", "goals.csv") if not (run / name).is_file()]
     if missing:
@@ -116,8 +118,6 @@ def judge(run: Path, bob_zip: Path | None = None, goals_per_tenth: int = 150, st
     bob = BobPolicy(model, deterministic=True)
     columns = read_goals(run / "goals.csv")  # one row per object and goal, in order of proposal
     goals = [dict(zip(columns, row)) for row in zip(*columns.values())]
-    if rule not in ("auto", "full", "position"):
-        raise ValueError(f"rule must be auto, full or position, not {rule!r}")
     if rule == "auto":
         rule = "full" if "goal_qw" in columns else "position"
     full_rule = rule == "full"

@@ -43,12 +43,14 @@ import csv
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts
+from goal_difficulty import judge, one_sided_p  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,16 +134,13 @@ def harder_goals(run_dir: Path) -> dict:
     ``goals.csv`` records orientations): harder when he solves fewer of the late ones (one-sided
     p < 0.05). He trained on the late goals last, so the test leans against "harder". The block's
     travel (the issue's displacement proxy) is reported beside it. Cached in ``harder_goals.json``,
-    recomputed when the run's latest Bob or its number of goals has changed (a resumed run)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from goal_difficulty import judge
-
+    recomputed when the run's latest Bob or its goals have changed (a resumed run)."""
     from selfplay.checkpoint import latest_checkpoint
 
     bob_zip = (latest_checkpoint(run_dir) / "bob.zip").resolve()
-    with open(run_dir / "goals.csv", "rb") as f:
-        rows = sum(1 for _ in f) - 1  # one per goal (one-object runs), after the header
-    key = {"bob_zip": str(bob_zip), "bob_bytes": bob_zip.stat().st_size, "goal_rows": rows}
+    goals = (run_dir / "goals.csv").stat()
+    key = {"bob_zip": str(bob_zip), "bob_bytes": bob_zip.stat().st_size, "goals_bytes": goals.st_size,
+           "goals_mtime_ns": goals.st_mtime_ns}
     cached = run_dir / "harder_goals.json"
     if cached.exists():
         result = json.loads(cached.read_text())
@@ -150,24 +149,23 @@ def harder_goals(run_dir: Path) -> dict:
     j = judge(run_dir, bob_zip, goals_per_tenth=JUDGED_GOALS, rule="auto", at_most=True)
     result = {"judge": j.judge, "rule": j.rule, "first": float(j.success["first tenth"].mean()),
               "last": float(j.success["last tenth"].mean()), "goals": [len(s) for s in j.success.values()],
-              "p": j.p, "harder": j.harder, "travel_cm": j.travel_change, "key": key}
+              "z": j.z, "p": j.p, "harder": j.harder, "travel_cm": j.travel_change, "key": key}
     cached.write_text(json.dumps(result, indent=1))
     return result
 
 
 def pooled_harder(run_dirs: list[Path]) -> tuple[dict[str, dict], float]:
     """Rung 3's goal verdict over several runs (seeds): each run's :func:`harder_goals`, and the
-    one-sided p of their combined evidence (Stouffer: the runs' z summed over sqrt(runs)). A small
+    one-sided p of their combined evidence (Stouffer: the runs' z summed over sqrt(runs), each z
+    the judge's two-proportion z, first tenth minus last). A small
     effect that one run's 300 + 300 goals detect only sometimes shows up here when it is there in
     every run. Returns (run folder -> verdict, combined p)."""
     unique = {}  # a run named twice (or through a link) counts once
     for run in run_dirs:
         unique.setdefault(Path(run).resolve(), Path(run))
     verdicts = {str(run): harder_goals(run) for run in unique.values()}
-    normal = statistics.NormalDist()
-    z = [normal.inv_cdf(1 - min(max(v["p"], 1e-12), 1 - 1e-12)) for v in verdicts.values()]
-    combined = 1 - normal.cdf(sum(z) / math.sqrt(len(z))) if z else math.nan
-    return verdicts, combined
+    z = [v["z"] for v in verdicts.values()]
+    return verdicts, (one_sided_p(sum(z) / math.sqrt(len(z))) if z else math.nan)
 
 
 def describe_pooled(verdicts: dict[str, dict], combined_p: float) -> str:
@@ -280,12 +278,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print(describe_pooled(*pooled_harder(args.judge_goals)))
         except FileNotFoundError as error:  # a run without a complete checkpoint
-            raise SystemExit(f"no Bob to judge with: {str(error).removeprefix('resume: ')}") from None
+            raise SystemExit(f"no Bob to judge with: {error}") from None
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     rung0 = None
     if 0 in args.rungs and not args.report_only:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
         from ladder_pipeline import rung0 as run_rung0
 
         start = time.perf_counter()

@@ -234,7 +234,7 @@ def latest_checkpoint(run_dir: Path, report: Callable[[str], None] | None = None
     ``report`` gets one line per newer checkpoint skipped as incomplete."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"resume: no run folder at {run_dir}")
+        raise FileNotFoundError(f"no run folder at {run_dir}")
     skipped = []
     for folder in _candidates(run_dir / CHECKPOINTS):
         problem = checkpoint_problem(folder)
@@ -244,19 +244,23 @@ def latest_checkpoint(run_dir: Path, report: Callable[[str], None] | None = None
             return folder
         skipped.append(f"{folder.name} is incomplete ({problem})")
     detail = f" ({'; '.join(skipped)})" if skipped else ""
-    raise FileNotFoundError(f"resume: {run_dir} has no complete checkpoint under {CHECKPOINTS}/{detail}")
+    raise FileNotFoundError(f"{run_dir} has no complete checkpoint under {CHECKPOINTS}/{detail}")
 
 
 def resume_point(run_dir: Path, report: Callable[[str], None] | None = None) -> Path | None:
     """The checkpoint a resume of ``run_dir`` starts from: the newest complete one, or None when
     the run was stopped before its first checkpoint (it starts over with its saved config).
-    Raises ``FileNotFoundError`` when there is no run folder, or checkpoints but none complete."""
+    Raises ``FileNotFoundError`` (its message starting "resume: ") when there is no run folder, or
+    checkpoints but none complete."""
     run_dir = Path(run_dir)
     if run_dir.is_dir() and not _candidates(run_dir / CHECKPOINTS):
         if not (run_dir / "config.yaml").is_file():
             raise FileNotFoundError(f"resume: {run_dir} is not a run folder (no config.yaml)")
         return None
-    return latest_checkpoint(run_dir, report)
+    try:
+        return latest_checkpoint(run_dir, report)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"resume: {error}") from None
 
 
 def read_counters(checkpoint: Path) -> dict:

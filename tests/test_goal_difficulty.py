@@ -88,7 +88,7 @@ def test_the_verdict_is_cached_until_the_run_changes(tiny_run):
     cached = json.loads(path.read_text())
     path.write_text(json.dumps({**cached, "p": 2.0}))  # a marker only the cache can return
     assert summarise(RUNGS[3], tiny_run).harder["p"] == 2.0
-    path.write_text(json.dumps({**cached, "p": 2.0, "key": {**cached["key"], "goal_rows": 1}}))  # goals since
+    path.write_text(json.dumps({**cached, "p": 2.0, "key": {**cached["key"], "goals_bytes": 1}}))  # goals since
     assert summarise(RUNGS[3], tiny_run).harder["p"] == cached["p"]
 
 
@@ -99,8 +99,8 @@ def test_pooled_verdict_combines_the_runs_evidence(tiny_run, tmp_path):
     twin.mkdir()
     for name in ("config.yaml", "goals.csv", "checkpoints"):
         (twin / name).symlink_to(tiny_run / name)
-    for run in (tiny_run, twin):  # cached verdicts of p 0.04 (z 1.75) each
-        (run / "harder_goals.json").write_text(json.dumps({**verdicts[str(tiny_run)], "p": 0.04}))
+    for run in (tiny_run, twin):  # cached verdicts of z 1.75 each
+        (run / "harder_goals.json").write_text(json.dumps({**verdicts[str(tiny_run)], "z": 1.7507}))
     assert pooled_harder([tiny_run, tiny_run, twin / ".." / "twin"])[1] == pytest.approx(0.0066, abs=1e-4)  # named twice: once
     verdicts, combined = pooled_harder([tiny_run, twin])
     assert combined == pytest.approx(0.0066, abs=1e-4)  # two runs' z 1.75 each: 2 x 1.75 / sqrt(2) = 2.47
