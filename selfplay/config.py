@@ -173,6 +173,7 @@ class AgentConfig:
     # hindsight goals, Alice's demonstrations cloned by the actor: selfplay/learning/sac.py).
     # The keys below are SAC's; gamma, learning_rate, batch_size and the network sizes are shared.
     algo: str = MISSING
+    init_from: str | None = MISSING  # an SB3 zip of this agent to start from (weights and optimiser state); object slots may differ
     buffer_size: int = MISSING  # transitions in the replay buffer
     updates_per_step: float = MISSING  # gradient steps per env step Bob takes
     tau: float = MISSING  # target-network averaging rate

@@ -60,6 +60,34 @@ def test_resume_continues_counters_pool_and_weights(tmp_path):
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 1 + second.counters["updates"]
 
 
+def test_an_agent_starts_from_a_zip_trained_with_other_object_slots(tmp_path):
+    """bob.init_from: the weights of another run's Bob (one object slot) in a run with two; a
+    zip of another network width is refused, naming the key."""
+    import torch
+
+    from selfplay.config import ConfigError
+
+    folders = {name: tmp_path / name for name in ("one", "two", "fresh", "wider")}
+    for folder in folders.values():
+        folder.mkdir()
+    source = Trainer(tiny_config(**{"trainer.total_steps": 256, "env.max_objects": 1}), folders["one"])
+    source.train()
+    weights = source.learners[1].policy.state_dict()
+    zip_path = latest_checkpoint(folders["one"]) / "bob.zip"
+    two_blocks = {"env.max_objects": 2, "env.n_objects": 2}
+    started = Trainer(tiny_config(**two_blocks, **{"bob.init_from": str(zip_path)}), folders["two"])
+    fresh = Trainer(tiny_config(**two_blocks), folders["fresh"])
+    try:
+        for key, value in started.learners[1].policy.state_dict().items():
+            assert torch.equal(value, weights[key]), key
+        assert not all(torch.equal(v, weights[k]) for k, v in fresh.learners[1].policy.state_dict().items())
+    finally:
+        started.close(), fresh.close()
+    width = source.cfg.bob.width + 8
+    with pytest.raises(ConfigError, match=f"bob.init_from: bob.width is {width}"):
+        Trainer(tiny_config(**{"bob.width": width, "bob.init_from": str(zip_path)}), folders["wider"])
+
+
 def test_checkpoints_at_the_keep_steps_marks_survive_pruning_and_a_resume(tmp_path):
     settings = {"trainer.checkpoint_every": 1, "trainer.keep_checkpoints": 1, "trainer.keep_steps": [300, 600, 5000]}
     Trainer(tiny_config(**settings, **{"trainer.total_steps": 768}), tmp_path).train()  # updates of 256 steps
@@ -121,6 +149,7 @@ def test_a_killed_run_loses_at_most_one_checkpoint_interval(tmp_path):
         ("game.rotation_tolerance_from=0.1 game.rotation_tolerance_steps=1000", "game.rotation_tolerance_from"),
         ("game.rotation_tolerance_from=0.6", "game.rotation_tolerance_steps"),
         ("bob.algo=dqn", "agent.algo"),
+        ("bob.init_from=/nonexistent/bob.zip", "bob.init_from"),
         ("trainer.learn_during_collection=true", "trainer.learn_during_collection"),  # Bob learns by PPO
     ],
 )

@@ -20,7 +20,7 @@ from selfplay.run_folder import MetricsLog, RunLock
 from selfplay.teachers import TEACHERS
 from selfplay.training.alice_goals import GOALS_FILE, goal_rows, write_report
 from selfplay.training.metrics import Progress, metrics_row
-from selfplay.training.resume import REPLAY_FILE, has_replay, restore
+from selfplay.training.resume import REPLAY_FILE, has_replay, restore, start_from
 from selfplay.training.video import record_game
 from selfplay.training.wandb_run import start_wandb
 from selfplay.vec_env import game_config, make_vec_env
@@ -68,6 +68,11 @@ class Trainer:
             every=cfg.pool.every,
         )
         self.counters = {"env_steps": 0, "alice_steps": 0, "bob_steps": 0, "updates": 0, "games": 0, "wall_s": 0.0, "wandb_id": None}
+        if not cfg.resume:  # a resume restores its own weights
+            for name, learner, settings in zip(("alice", "bob"), self.learners, (cfg.alice, cfg.bob)):
+                if settings.init_from:
+                    start_from(learner, Path(settings.init_from), name)
+                    log.info("%s starts from %s", name, settings.init_from)
         if cfg.resume:
             checkpoint = resume_point(Path(cfg.resume), report=log.warning)
             if checkpoint is None:

@@ -53,6 +53,24 @@ def restore(checkpoint: Path, learners: tuple, pool: OpponentPool) -> None:
             raise ConfigError(f"config error: resume: cannot load {checkpoint / name}: {reason}: {first}") from None
 
 
+def start_from(learner, zip_path: Path, agent: str) -> None:
+    """Start ``learner`` from the weights and optimiser state of ``zip_path`` (``<agent>.init_from``):
+    an SB3 zip of the same architecture; its object slots (``env.max_objects``) may differ, since
+    the object-set network's weights do not depend on them. Anything else that does not fit is one
+    :class:`ConfigError` naming the key, before the run writes anything."""
+    zip_path = Path(zip_path)
+    if not zip_path.is_file():
+        raise ConfigError(f"config error: {agent}.init_from: no zip at {zip_path}")
+    mismatch = architecture_mismatch(zip_path, learner, agent, ignore=("env.max_objects",))
+    if mismatch:
+        raise ConfigError(f"config error: {agent}.init_from: {mismatch} ({zip_path})")
+    try:
+        learner.load(zip_path)
+    except Exception as error:  # noqa: BLE001 - torch / SB3 / zipfile raise many kinds
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"config error: {agent}.init_from: cannot load {zip_path}: {first}") from None
+
+
 def _architecture(agent: str, policy_kwargs: dict, observation_space: gym.spaces.Dict, action_space) -> dict:
     """The config keys that fix a network's shapes, with their values in one model."""
     extractor, head = policy_kwargs["features_extractor_kwargs"], policy_kwargs["net_arch"]
@@ -71,10 +89,10 @@ def _architecture(agent: str, policy_kwargs: dict, observation_space: gym.spaces
     return shapes
 
 
-def architecture_mismatch(zip_path: Path, learner, agent: str) -> str | None:
+def architecture_mismatch(zip_path: Path, learner, agent: str, ignore: tuple[str, ...] = ()) -> str | None:
     """The config key whose value differs between ``learner`` and the network saved in
     ``zip_path`` (an SB3 zip), e.g. ``bob.width is 64 but the checkpoint was trained with 32``;
-    None if they match or the zip cannot be read (loading it then says why)."""
+    None if they match (keys in ``ignore`` aside) or the zip cannot be read (loading it then says why)."""
     from stable_baselines3.common.save_util import load_from_zip_file
 
     try:
@@ -84,6 +102,6 @@ def architecture_mismatch(zip_path: Path, learner, agent: str) -> str | None:
         return None
     ours = _architecture(agent, learner.policy_kwargs, learner.observation_space, learner.action_space)
     for key, value in ours.items():
-        if saved[key] != value:
+        if key not in ignore and saved[key] != value:
             return f"{key} is {value} but the checkpoint was trained with {saved[key]}"
     return None
