@@ -181,8 +181,8 @@ class TabletopEnv(gym.Env):
         self._build_scene()
 
         n, m = self.n_objects, max_objects
-        flat = ROBOT_FEATURES + m * OBJECT_FEATURES + m
         spaces = observation_spaces(max_objects, goal_rotation)
+        flat = spaces["observation"].shape[0]
         self._keys = tuple(spaces) if structured_keys else GOAL_ENV_KEYS
         self.observation_space = gym.spaces.Dict({k: spaces[k] for k in self._keys})
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(ACTION_DIMS,), dtype=np.float32)

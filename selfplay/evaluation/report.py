@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,18 +27,17 @@ PUBLISHED = {
 
 def write_report(
     results: list[TaskResult], out: Path, title: str, workspace: dict | None = None, skipped: dict[str, str] | None = None,
-    widened: dict[str, int] | None = None, timing: dict | None = None,
+    widened: Sequence[str] = (), trained_slots: int | None = None, timing: dict | None = None,
 ) -> dict[str, Path]:
     """``results.json``, ``results.md`` (ours next to the paper's) and ``success.png``.
     ``workspace``: the env arguments the tasks ran with (None: :class:`TabletopEnv`'s defaults);
     ``skipped``: task ids not run (too many objects for the Bob, or for the workspace), with the reason;
-    ``widened``: task ids played with more object slots than Bob trained with -> his trained slots;
+    ``widened``: task ids played with more object slots than Bob's ``trained_slots``;
     ``timing``: ``seconds`` (wall time of every task) and ``workers`` (game processes)."""
-    widened = widened or {}
     out.mkdir(parents=True, exist_ok=True)
     workspace_text = describe_workspace(workspace)
     (out / "results.json").write_text(
-        json.dumps({r.task: {**asdict(r), "workspace": workspace_text, "trained_object_slots": widened.get(r.task)}
+        json.dumps({r.task: {**asdict(r), "workspace": workspace_text, "trained_object_slots": trained_slots if r.task in widened else None}
                     for r in results}, indent=2)
     )
     lines = [
@@ -66,9 +66,8 @@ def write_report(
         "(about 1,900 CPU cores per policy, vision + state); ours are from this machine's budget.",
     ]
     if widened:
-        trained = sorted(set(widened.values()))
-        lines += ["", f"† More objects than Bob trained with ({' / '.join(map(str, trained))} object slot"
-                  f"{'s' * (trained != [1])}): played with his object-set networks widened to the task's objects, "
+        lines += ["", f"† More objects than Bob trained with ({trained_slots} object slot"
+                  f"{'s' * (trained_slots != 1)}): played with his object-set networks widened to the task's objects, "
                   "the same weights (one MLP per object and a max-pool, whatever the number of objects)."]
     if timing:
         trials = sum(r.trials for r in results)

@@ -65,7 +65,7 @@ def run_evaluation(cfg) -> list[TaskResult]:
                 videos[task_id] = save_video(frames, out / "videos" / f"{task_id.split('/')[-1]}.mp4")
     timing = {"seconds": time.perf_counter() - started, "workers": engine.workers}
     files = write_report(results, out, title=str(path), workspace=workspace, skipped={**too_many, **misfits},
-                         widened={t: trained_slots for t in widened}, timing=timing)
+                         widened=list(widened), trained_slots=trained_slots, timing=timing)
     if cfg.run:
         log_to_wandb(Path(cfg.run), results, files, videos)
     print((out / "results.md").read_text())

@@ -68,12 +68,12 @@ class Trainer:
             every=cfg.pool.every,
         )
         self.counters = {"env_steps": 0, "alice_steps": 0, "bob_steps": 0, "updates": 0, "games": 0, "wall_s": 0.0, "wandb_id": None}
-        if not cfg.resume:  # a resume restores its own weights
+        if not cfg.resume:  # a fresh run may start from given zips; a resume restores its checkpoint (else)
             for name, learner, settings in zip(("alice", "bob"), self.learners, (cfg.alice, cfg.bob)):
                 if settings.init_from:
                     start_from(learner, Path(settings.init_from), name)
                     log.info("%s starts from %s", name, settings.init_from)
-        if cfg.resume:
+        else:
             checkpoint = resume_point(Path(cfg.resume), report=log.warning)
             if checkpoint is None:
                 log.warning("resume: %s was stopped before its first checkpoint; starting it over from step 0", cfg.resume)

@@ -49,8 +49,7 @@ def restore(checkpoint: Path, learners: tuple, pool: OpponentPool) -> None:
         except Exception as error:  # noqa: BLE001 - torch / SB3 / zipfile raise many kinds
             damaged = checkpoint_problem(checkpoint)
             reason = f"it is incomplete ({damaged})" if damaged else "it does not fit this config"
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ConfigError(f"config error: resume: cannot load {checkpoint / name}: {reason}: {first}") from None
+            raise ConfigError(f"config error: resume: cannot load {checkpoint / name}: {reason}: {_first_line(error)}") from None
 
 
 def start_from(learner, zip_path: Path, agent: str) -> None:
@@ -67,8 +66,13 @@ def start_from(learner, zip_path: Path, agent: str) -> None:
     try:
         learner.load(zip_path)
     except Exception as error:  # noqa: BLE001 - torch / SB3 / zipfile raise many kinds
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"config error: {agent}.init_from: cannot load {zip_path}: {first}") from None
+        raise ConfigError(f"config error: {agent}.init_from: cannot load {zip_path}: {_first_line(error)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    """A load error in one line (torch and SB3 errors can run to many)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _architecture(agent: str, policy_kwargs: dict, observation_space: gym.spaces.Dict, action_space) -> dict:
